@@ -1,0 +1,181 @@
+"""Install a working detectron2 into the current Python environment.
+
+Run as ``python -m swin_scratch.compat.install_detectron2`` (``make setup`` does). Order:
+
+a. keep a detectron2 that already imports;
+b. if ``DETECTRON2_SPEC`` is set (git URL, local checkout, wheel), ``pip install`` it;
+c. otherwise download PyPI's ``pb1-detectron2==0.6`` source distribution (detectron2 v0.6's
+   Python sources without the C++/CUDA ones), apply :mod:`swin_scratch.compat.detectron2_fixes`,
+   and install the pure-Python package as ``detectron2`` without the compiled extension.
+
+The chosen case is recorded in ``<prefix>/share/swin_scratch/detectron2_install.json`` and
+reported by ``python -m swin_scratch.env``. Uses only the standard library and pip.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from swin_scratch.compat.detectron2_fixes import apply_fixes
+
+SDIST_NAME = "pb1-detectron2"
+SDIST_VERSION = "0.6"
+SDIST_FILENAME = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
+SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
+FALLBACK_VERSION = "0.6+pb1.swinscratch"
+RECORD_PATH = Path(sys.prefix) / "share" / "swin_scratch" / "detectron2_install.json"
+
+# detectron2 v0.6's pure-Python runtime dependencies (its setup.py minus black/pydot/future,
+# which only its dev tools use; fvcore/iopath unpinned because current releases work).
+FALLBACK_REQUIRES = [
+    "Pillow>=7.1",
+    "matplotlib",
+    "pycocotools>=2.0.2",
+    "termcolor>=1.1",
+    "yacs>=0.1.8",
+    "tabulate",
+    "cloudpickle",
+    "tqdm>4.29.0",
+    "tensorboard",
+    "fvcore>=0.1.5",
+    "iopath>=0.1.7",
+    "omegaconf>=2.1",
+    "hydra-core>=1.1",
+]
+
+STAGING_SETUP = """from setuptools import find_packages, setup
+
+setup(
+    name="detectron2",
+    version={version!r},
+    description="detectron2 v0.6 Python sources (from pb1-detectron2) with swin_scratch's compatibility fixes",
+    packages=find_packages(include=["detectron2", "detectron2.*"]),
+    package_data={{"detectron2.model_zoo": ["configs/**/*.yaml", "configs/**/*.py"]}},
+    include_package_data=True,
+    python_requires=">=3.8",
+    install_requires={requires!r},
+)
+"""
+
+
+def log(message: str) -> None:
+    print(f"[install_detectron2] {message}", flush=True)
+
+
+def detectron2_imports() -> bool:
+    """True if detectron2 imports in a fresh interpreter (a fresh one: no stale module cache)."""
+    probe = "import detectron2, detectron2.modeling, detectron2.engine"
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+
+
+def pip_install(*args: str) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", *args]
+    log(" ".join(cmd))
+    subprocess.run(cmd, check=True)
+
+
+def sdist_url() -> str:
+    """Find the sdist through PyPI's JSON simple API (or PIP_INDEX_URL's, if it speaks it)."""
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    request = urllib.request.Request(
+        f"{index}/{SDIST_NAME}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        files = json.load(response)["files"]
+    for entry in files:
+        if entry["filename"] == SDIST_FILENAME:
+            return entry["url"]
+    raise RuntimeError(f"{SDIST_FILENAME} not listed at {index}/{SDIST_NAME}/")
+
+
+def download_sdist(dest: Path) -> Path:
+    path = dest / SDIST_FILENAME
+    url = sdist_url()
+    log(f"downloading {url}")
+    with urllib.request.urlopen(url, timeout=120) as response:
+        path.write_bytes(response.read())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != SDIST_SHA256:
+        raise RuntimeError(f"{path.name}: sha256 {digest} != expected {SDIST_SHA256}; refusing to install")
+    return path
+
+
+def build_staging_tree(sdist: Path, staging: Path) -> list[str]:
+    """Unpack only the ``detectron2`` package, fix it, and write a minimal setup.py next to it."""
+    with tarfile.open(sdist) as archive:
+        archive.extractall(staging, filter="data")
+    source = staging / f"{SDIST_NAME}-{SDIST_VERSION}"
+    tree = staging / "tree"
+    tree.mkdir()
+    shutil.copytree(source / "detectron2", tree / "detectron2")
+    changed = apply_fixes(tree)
+    (tree / "setup.py").write_text(STAGING_SETUP.format(version=FALLBACK_VERSION, requires=FALLBACK_REQUIRES))
+    return changed
+
+
+def fixes_fingerprint() -> str:
+    """Hash of the fixes module: a fallback install made with other fixes is stale."""
+    source = Path(__file__).with_name("detectron2_fixes.py").read_bytes()
+    return hashlib.sha256(source).hexdigest()
+
+
+def read_record() -> dict:
+    try:
+        return json.loads(RECORD_PATH.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record(case: str, detail: str) -> None:
+    RECORD_PATH.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"case": case, "detail": detail, "fixes_sha256": fixes_fingerprint() if case == "c" else None}
+    RECORD_PATH.write_text(json.dumps(entry, indent=2) + "\n")
+
+
+def install() -> str:
+    previous = read_record()
+    if previous.get("case") == "c" and previous.get("fixes_sha256") != fixes_fingerprint():
+        log("the compatibility fixes changed since detectron2 was installed; reinstalling it")
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "detectron2"], check=True)
+    if detectron2_imports():
+        if not RECORD_PATH.exists():
+            record("a", "detectron2 already importable; kept as is")
+        log("detectron2 already imports; keeping it (case a)")
+        return "a"
+    spec = os.environ.get("DETECTRON2_SPEC")
+    if spec:
+        pip_install("--no-build-isolation", spec)
+        record("b", f"pip install {spec}")
+        return "b"
+    with tempfile.TemporaryDirectory(prefix="d2-fallback-") as tmp:
+        staging = Path(tmp)
+        sdist = download_sdist(staging)
+        changed = build_staging_tree(sdist, staging)
+        log(f"applied {len(changed)} compatibility fixes (swin_scratch/compat/detectron2_fixes.py)")
+        pip_install("--no-build-isolation", str(staging / "tree"))
+    if not detectron2_imports():
+        raise RuntimeError("detectron2 was installed from pb1-detectron2 but does not import; see the log above")
+    record("c", f"{SDIST_FILENAME} (sha256 {SDIST_SHA256[:12]}...) + swin_scratch fixes, no compiled extension")
+    return "c"
+
+
+def main() -> int:
+    try:
+        case = install()
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+        print(f"error: could not install detectron2: {err}", file=sys.stderr)
+        return 1
+    log(f"detectron2 ready (case {case})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

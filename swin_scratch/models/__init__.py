@@ -1,0 +1,1 @@
+"""Whole models: Swin, the text Transformer, RNNs, BERT-style encoder."""
