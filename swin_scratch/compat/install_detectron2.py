@@ -51,14 +51,14 @@ FALLBACK_REQUIRES = [
     "hydra-core>=1.1",
 ]
 
-STAGING_SETUP = """from setuptools import find_packages, setup
+STAGING_SETUP = """from setuptools import find_namespace_packages, setup
 
 setup(
     name="detectron2",
     version={version!r},
     description="detectron2 v0.6 Python sources (from pb1-detectron2) with swin_scratch's compatibility fixes",
-    packages=find_packages(include=["detectron2", "detectron2.*"]),
-    package_data={{"detectron2.model_zoo": ["configs/**/*.yaml", "configs/**/*.py"]}},
+    packages=find_namespace_packages(include=["detectron2", "detectron2.*"]),
+    package_data={{"": ["*.yaml", "*.py"]}},
     include_package_data=True,
     python_requires=">=3.8",
     install_requires={requires!r},
@@ -160,7 +160,7 @@ def install() -> str:
         sdist = download_sdist(staging)
         changed = build_staging_tree(sdist, staging)
         log(f"applied {len(changed)} compatibility fixes (swin_scratch/compat/detectron2_fixes.py)")
-        pip_install("--no-build-isolation", str(staging / "tree"))
+        pip_install("--quiet", "--no-build-isolation", str(staging / "tree"))
     if not detectron2_imports():
         raise RuntimeError("detectron2 was installed from pb1-detectron2 but does not import; see the log above")
     record("c", f"{SDIST_FILENAME} (sha256 {SDIST_SHA256[:12]}...) + swin_scratch fixes, no compiled extension")
