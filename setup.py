@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.7",
     "PyYAML>=6.0",
     "tqdm>=4.66",
+    "shapely>=2.0",  # detectron2 crops polygon masks with it (the official random-crop branch)
 ]
 
 EXTRAS_REQUIRE = {

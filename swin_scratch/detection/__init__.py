@@ -1,0 +1,22 @@
+"""detectron2 glue. Importing this package registers the Swin backbones in ``BACKBONE_REGISTRY``
+(``build_swin_backbone``, ``build_swin_fpn_backbone``, ``build_retinanet_swin_fpn_backbone``)."""
+from .backbone import (
+    SwinBackbone,
+    build_retinanet_swin_fpn_backbone,
+    build_swin_backbone,
+    build_swin_fpn_backbone,
+)
+from .config import add_swin_config, get_swin_cfg, resolve_config_path
+from .optimizer import build_swin_optimizer, swin_param_groups
+
+__all__ = [
+    "SwinBackbone",
+    "add_swin_config",
+    "build_retinanet_swin_fpn_backbone",
+    "build_swin_backbone",
+    "build_swin_fpn_backbone",
+    "build_swin_optimizer",
+    "get_swin_cfg",
+    "resolve_config_path",
+    "swin_param_groups",
+]

@@ -1,0 +1,113 @@
+"""Checkpointing that never leaves a half-written file, and that reads official Swin weights directly."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from detectron2.checkpoint import DetectionCheckpointer
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used; the message names the file and what to do."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, write) -> None:
+    """Write through ``write(fileobj)`` to a temp file in the same folder, fsync, then rename into place.
+
+    A crash at any point leaves either the old file or the complete new one, never a partial file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def looks_like_official_swin(state_dict: dict[str, Any]) -> bool:
+    """True for microsoft/Swin-Transformer (``layers.0.blocks...``) or mmdet (``backbone.layers...``) layouts."""
+    return any(key.startswith(("layers.0.blocks.", "backbone.layers.0.blocks.")) for key in state_dict)
+
+
+class SwinCheckpointer(DetectionCheckpointer):
+    """detectron2's checkpointer with atomic saves, ``weights_only`` loading and official-Swin import.
+
+    ``MODEL.WEIGHTS`` may name an official ImageNet Swin checkpoint or an official mmdet COCO
+    checkpoint: its backbone weights are translated by :func:`load_swin_checkpoint` (window-size
+    resizing included) into the Swin inside the model.
+    """
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        atomic_write_bytes(save_file, lambda handle: torch.save(data, handle))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        """Point ``last_checkpoint`` at a file that is already complete on disk."""
+        target = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write_bytes(target, lambda handle: handle.write(last_filename_basename.encode()))
+
+    def load(self, path: str, checkpointables=None) -> dict[str, Any]:
+        if path and "://" not in path and not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint not found: {path}; check MODEL.WEIGHTS or the path given")
+        return super().load(path, checkpointables=checkpointables)
+
+    def _load_file(self, filename: str) -> dict[str, Any]:
+        if filename.endswith(".pkl"):
+            return super()._load_file(filename)  # detectron2 model-zoo pickles (numpy arrays)
+        if not os.path.isfile(filename):
+            raise CheckpointError(f"checkpoint not found: {filename}; check MODEL.WEIGHTS or the path given")
+        try:
+            loaded = torch.load(filename, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated, corrupt, or a pickle that wants to run code
+            raise CheckpointError(
+                f"cannot load checkpoint {filename}: {type(err).__name__}: {str(err).splitlines()[0][:300]}. "
+                "The file is truncated, corrupt, or not a plain weights file (pickled code is refused)."
+            ) from None
+        if not isinstance(loaded, dict):
+            raise CheckpointError(f"checkpoint {filename} holds a {type(loaded).__name__}, not a dict of weights")
+        state = loaded.get("model", loaded.get("state_dict", loaded))
+        if isinstance(state, dict) and looks_like_official_swin(state):
+            return {"model": state, "__official_swin__": True}
+        if "model" not in loaded:
+            loaded = {"model": loaded}
+        return loaded
+
+    def _load_model(self, checkpoint: dict[str, Any]):
+        if checkpoint.pop("__official_swin__", False):
+            from swin_scratch.detection.backbone import swin_module
+            from swin_scratch.models.swin_checkpoint import load_swin_checkpoint
+
+            swin = swin_module(self.model)
+            if swin is None:
+                raise CheckpointError("MODEL.WEIGHTS is an official Swin checkpoint but the model has no Swin backbone")
+            report = load_swin_checkpoint(swin, checkpoint["model"])
+            self.logger.info(f"Loaded official Swin weights into the backbone: {report}")
+            return None
+        return super()._load_model(checkpoint)

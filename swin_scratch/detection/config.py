@@ -1,0 +1,94 @@
+"""``add_swin_config``: the config keys this plugin adds to detectron2's defaults."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+
+CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def add_swin_config(cfg: CN) -> None:
+    """Add ``MODEL.SWIN``, the AdamW/no-decay optimizer keys and the crop-branch augmentation keys."""
+    cfg.MODEL.SWIN = CN()
+    cfg.MODEL.SWIN.PATCH_SIZE = 4  # patch embedding conv: kernel = stride = PATCH_SIZE
+    cfg.MODEL.SWIN.EMBED_DIM = 96  # channels of stage 1; doubles at every patch merging
+    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]  # Swin blocks per stage (Swin-T)
+    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]  # attention heads per stage (head_dim 32)
+    cfg.MODEL.SWIN.WINDOW_SIZE = 7  # M: tokens per window side; shifted blocks shift by M // 2
+    cfg.MODEL.SWIN.MLP_RATIO = 4.0  # MLP hidden width = MLP_RATIO * channels
+    cfg.MODEL.SWIN.QKV_BIAS = True  # bias in the fused q/k/v projection
+    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.2  # stochastic depth, linearly increasing to this rate
+    cfg.MODEL.SWIN.APE = False  # absolute position embedding (off in all official models)
+    cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224  # image size the APE was trained at (used only with APE)
+    cfg.MODEL.SWIN.PATCH_NORM = True  # LayerNorm after the patch embedding
+    # Stages to output: stage2..stage5 have strides 4, 8, 16, 32 (named like ResNet's res2..res5)
+    cfg.MODEL.SWIN.OUT_FEATURES = ["stage2", "stage3", "stage4", "stage5"]
+    cfg.MODEL.SWIN.FROZEN_STAGES = -1  # -1: train all; 0: freeze patch embedding; k: also stages < k
+    cfg.MODEL.SWIN.USE_CHECKPOINT = False  # activation checkpointing: less memory, ~25% slower
+
+    # Optimizer (official Swin detection recipe: AdamW, lr 1e-4, wd 0.05, betas 0.9/0.999)
+    cfg.SOLVER.OPTIMIZER = "AdamW"  # "AdamW" or "SGD" (detectron2's default optimizer)
+    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW betas
+    # Parameters whose name contains one of these get no weight decay, besides norms and biases
+    cfg.SOLVER.NO_WEIGHT_DECAY_KEYS = ["relative_position_bias_table", "absolute_pos_embed"]
+    # Stop training when a loss is NaN/inf instead of writing checkpoints with NaN weights
+    cfg.SOLVER.STOP_ON_NONFINITE_LOSS = True
+
+    # Official multi-scale recipe: with probability PROB, resize the short side to one of
+    # PRE_RESIZE_SIZES, take a random absolute crop of CROP_SIZE (h, w ranges), then do the usual
+    # multi-scale resize (INPUT.MIN_SIZE_TRAIN / MAX_SIZE_TRAIN).
+    cfg.INPUT.CROP_BRANCH = CN()
+    cfg.INPUT.CROP_BRANCH.ENABLED = False
+    cfg.INPUT.CROP_BRANCH.PROB = 0.5
+    cfg.INPUT.CROP_BRANCH.PRE_RESIZE_SIZES = [400, 500, 600]
+    cfg.INPUT.CROP_BRANCH.CROP_SIZE = [384, 600]
+
+    # Datasets: where tools/train_net.py looks; shapes_* are the built-in demo datasets
+    cfg.DATASETS.SHAPES_ROOT = ""  # "" = $DETECTRON2_DATASETS/shapes or ./datasets/shapes
+
+
+class ConfigError(ValueError):
+    """A config file or override that detectron2 rejects; the message names the file/key and the fix."""
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path as given, else a bare name such as ``swin_coco.yaml`` looked up in ``configs/``."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    candidate = CONFIGS_DIR / name_or_path
+    if candidate.is_file():
+        return candidate
+    raise ConfigError(
+        f"config file not found: {name_or_path!r} (looked at {path.resolve()} and {candidate}); "
+        f"available in configs/: {', '.join(sorted(p.name for p in CONFIGS_DIR.glob('*.yaml')))}"
+    )
+
+
+def get_swin_cfg(config: str | None = None, overrides: list[str] | None = None) -> CN:
+    """detectron2's defaults + the Swin keys, merged with a config file and KEY VALUE overrides."""
+    cfg = get_cfg()
+    add_swin_config(cfg)
+    source = "command-line overrides"
+    try:
+        if config:
+            source = str(resolve_config_path(config))
+            cfg.merge_from_file(source)
+        if overrides:
+            source = "command-line overrides"
+            if len(overrides) % 2:
+                raise ValueError(f"overrides must be KEY VALUE pairs, got an odd count: {list(overrides)}")
+            cfg.merge_from_list(list(overrides))
+    except ConfigError:
+        raise
+    except (KeyError, ValueError, TypeError, AssertionError) as err:
+        message = str(err.args[0]) if err.args else repr(err)
+        raise ConfigError(
+            f"{source}: {message}. Check the key's spelling against detectron2's defaults and "
+            "swin_scratch.detection.config.add_swin_config"
+        ) from None
+    except Exception as err:  # YAML syntax errors and the like
+        raise ConfigError(f"{source}: cannot read config: {type(err).__name__}: {err}") from None
+    return cfg

@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Convert an official Swin checkpoint for detectron2's MODEL.WEIGHTS.
+
+    python tools/convert_swin_checkpoint.py swin_tiny_patch4_window7_224.pth swin_t_d2.pth --config swin_coco.yaml
+
+Accepts ImageNet checkpoints from microsoft/Swin-Transformer and COCO checkpoints from
+Swin-Transformer-Object-Detection (mmdet layout: only the backbone is kept). The weights are
+loaded into the Swin that --config describes (window sizes are resized by interpolation),
+then saved under the key prefix of that detectron2 model.
+"""
+import argparse
+import sys
+
+from swin_scratch.detection.checkpoint import CheckpointError
+from swin_scratch.detection.config import ConfigError, get_swin_cfg
+from swin_scratch.detection.convert import convert_swin_checkpoint
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", help="official .pth checkpoint")
+    parser.add_argument("output", help="where to write the detectron2-loadable .pth")
+    parser.add_argument("--config", default="swin_coco.yaml", help="target config (name in configs/ or path)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    args = parser.parse_args(argv)
+    try:
+        cfg = get_swin_cfg(args.config, args.opts)
+        result = convert_swin_checkpoint(args.input, cfg, args.output)
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(result["report"])
+    print(f"wrote {args.output}: {result['num_tensors']} tensors under '{result['prefix']}'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
