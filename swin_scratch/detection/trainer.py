@@ -1,16 +1,22 @@
 """detectron2's ``DefaultTrainer`` with the Swin recipe: optimizer, augmentation, evaluator, safe checkpoints."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import random
 import weakref
-from typing import Any
+from typing import Any, Iterator
 
+import numpy as np
 import torch
+from torch.utils.data import Sampler
 from torch.nn.parallel import DistributedDataParallel
 
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
+from detectron2.data.build import _train_loader_from_config
 from detectron2.data.catalog import DatasetCatalog
+from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
@@ -69,6 +75,51 @@ def create_ddp_model(model: torch.nn.Module, use_cuda: bool) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
+class ResumableTrainingSampler(Sampler):
+    """detectron2's infinite shuffled sampler, started ``skip`` indices in (per process).
+
+    A resumed run then sees the same images at each iteration as an uninterrupted run would.
+    """
+
+    def __init__(self, size: int, seed: int, skip: int = 0):
+        self._sampler = TrainingSampler(size, shuffle=True, seed=seed)
+        self._skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self._sampler), self._skip, None)
+
+
+def rng_state() -> dict[str, Any]:
+    """torch / numpy / python RNG states as tensors and plain types (loadable with weights_only)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    saved = state["numpy"]
+    np.random.set_state(
+        (saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["pos"], saved["has_gauss"], saved["cached"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def replace_data_loader(trainer: SimpleTrainer, loader) -> None:
+    """Swap a SimpleTrainer's loader. Bridges detectron2 versions: v0.6 keeps an eager
+    ``_data_loader_iter``; upstream main creates ``_data_loader_iter_obj`` lazily behind a property."""
+    trainer.data_loader = loader
+    if isinstance(getattr(type(trainer), "_data_loader_iter", None), property):
+        trainer._data_loader_iter_obj = None
+    else:
+        trainer._data_loader_iter = iter(loader)
+
+
 class Trainer(DefaultTrainer):
     """The Swin detection trainer.
 
@@ -85,9 +136,11 @@ class Trainer(DefaultTrainer):
         if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
             raise ValueError("SOLVER.AMP.ENABLED needs a GPU (MODEL.DEVICE cuda); set SOLVER.AMP.ENABLED False on CPU")
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        # One data-order seed for all processes, kept so a resumed run can continue the same order.
+        self._data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
+        data_loader = self.build_train_loader(cfg, seed=self._data_seed)
         model = create_ddp_model(model, use_cuda=cfg.MODEL.DEVICE.startswith("cuda"))
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
@@ -102,14 +155,38 @@ class Trainer(DefaultTrainer):
         return build_swin_optimizer(cfg, model)
 
     @classmethod
-    def build_train_loader(cls, cfg):
+    def build_train_loader(cls, cfg, seed: int | None = None, start_iter: int = 0):
+        """The training loader; ``start_iter`` skips the images earlier iterations consumed."""
         mapper = DatasetMapper(
             cfg,
             is_train=True,
             augmentations=build_train_augmentation(cfg),
             recompute_boxes=cfg.MODEL.MASK_ON and cfg.INPUT.CROP_BRANCH.ENABLED,
         )
-        return build_detection_train_loader(cfg, mapper=mapper)
+        kwargs = _train_loader_from_config(cfg, mapper=mapper)
+        seed = seed if seed is not None else (cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed())
+        images_per_process = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+        kwargs["sampler"] = ResumableTrainingSampler(len(kwargs["dataset"]), seed, start_iter * images_per_process)
+        return build_detection_train_loader(**kwargs)
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        super().resume_or_load(resume=resume)
+        if self.start_iter > 0:
+            # Continue the data order where the checkpointed run stopped.
+            loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
+            replace_data_loader(self._trainer, loader)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["rng"] = rng_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        rng = state_dict.pop("rng", None)
+        super().load_state_dict(state_dict)
+        if rng is not None:
+            set_rng_state(rng)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: str | None = None):

@@ -1,0 +1,1 @@
+"""Benchmark helpers: interleaved timing so that peers share the machine's state fairly."""
