@@ -1,0 +1,118 @@
+"""Export the Swin backbone alone, then run the exported file against eager PyTorch.
+
+Swin's export hazards are handled in the model, not avoided here: window padding, the cyclic
+shift (``torch.roll``), window reshapes and the shifted-window mask are all computed from tensor
+shapes while tracing, so one export runs at any input size that is a multiple of 32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+SIZE_MULTIPLE = 32
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be written or that does not reproduce eager PyTorch."""
+
+
+@dataclass
+class Verification:
+    format: str
+    input_shape: tuple[int, ...]
+    max_relative_error: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_relative_error <= self.tolerance
+
+    def __str__(self) -> str:
+        verdict = "OK" if self.ok else "FAILED"
+        return (f"[{self.format}] input {tuple(self.input_shape)}: max relative difference vs eager "
+                f"{self.max_relative_error:.2e} (tolerance {self.tolerance:.0e}) {verdict}")
+
+
+class FeatureTuple(nn.Module):
+    """Backbone forward returning a tuple (tracing and ONNX want tuples, not lists)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self.backbone(images))
+
+
+def check_export_size(height: int, width: int) -> None:
+    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+        raise ExportError(
+            f"input size {height}x{width} is not a multiple of {SIZE_MULTIPLE}; exported Swin backbones take "
+            f"H and W that are multiples of {SIZE_MULTIPLE} (pad the image, as detectron2 does)"
+        )
+
+
+def relative_error(expected: Tensor, actual: Tensor) -> float:
+    scale = expected.abs().max().clamp_min(1e-6)
+    return float((expected - actual).abs().max() / scale)
+
+
+def export_backbone(model: nn.Module, example: Tensor, output: str | Path, fmt: str) -> Path:
+    """Write ``model`` (a detection-mode SwinTransformer) as TorchScript (.ts) or ONNX (.onnx)."""
+    check_export_size(*example.shape[-2:])
+    wrapper = FeatureTuple(model).eval()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        if fmt == "torchscript":
+            traced = torch.jit.trace(wrapper, example, check_trace=False)
+            traced.save(str(output))
+        elif fmt == "onnx":
+            num_outputs = len(wrapper(example))
+            names = [f"stage{i}" for i in range(num_outputs)]
+            dynamic = {"images": {0: "batch", 2: "height", 3: "width"}}
+            dynamic.update({name: {0: "batch", 2: f"{name}_h", 3: f"{name}_w"} for name in names})
+            torch.onnx.export(
+                wrapper, (example,), str(output), input_names=["images"], output_names=names,
+                dynamic_axes=dynamic, opset_version=17, dynamo=False,
+            )
+        else:
+            raise ExportError(f"unknown export format {fmt!r}; use 'torchscript' or 'onnx'")
+    return output
+
+
+def run_exported_backbone(path: str | Path, images: Tensor) -> list[Tensor]:
+    """Run an exported backbone file: TorchScript through torch.jit.load, ONNX through onnxruntime (CPU)."""
+    check_export_size(*images.shape[-2:])
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs = session.run(None, {"images": images.numpy()})
+        return [torch.from_numpy(o) for o in outputs]
+    module = torch.jit.load(str(path))
+    with torch.no_grad():
+        return list(module(images))
+
+
+def verify_backbone(model: nn.Module, path: str | Path, images: Tensor, tolerance: float = 1e-4) -> Verification:
+    """Compare the exported file with eager PyTorch on ``images``; raises ExportError above tolerance."""
+    with torch.no_grad():
+        expected = list(FeatureTuple(model).eval()(images))
+    actual = run_exported_backbone(path, images)
+    if len(actual) != len(expected):
+        raise ExportError(f"{path}: exported model returned {len(actual)} maps, eager {len(expected)}")
+    worst = 0.0
+    for e, a in zip(expected, actual):
+        if e.shape != a.shape:
+            raise ExportError(f"{path}: output shape {tuple(a.shape)} != eager {tuple(e.shape)} at input {tuple(images.shape)}")
+        worst = max(worst, relative_error(e, a))
+    fmt = "onnx" if Path(path).suffix == ".onnx" else "torchscript"
+    result = Verification(fmt, tuple(images.shape), worst, tolerance)
+    if not result.ok:
+        raise ExportError(f"{path}: {result}")
+    return result

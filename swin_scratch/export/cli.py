@@ -1,0 +1,80 @@
+"""``tools/export_model.py``: argument parsing and printing around :mod:`.backbone` / :mod:`.detector`."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Export a Swin backbone or detector (TorchScript/ONNX) and verify it against eager PyTorch. "
+        "Backbone exports accept any H, W that are multiples of 32; detector exports accept only the traced image size."
+    )
+    parser.add_argument("--config", required=True, help="config name in configs/ or a path")
+    parser.add_argument("--weights", default="", help="checkpoint for MODEL.WEIGHTS ('' = random init)")
+    parser.add_argument("--format", choices=("torchscript", "onnx"), required=True)
+    parser.add_argument("--output", required=True, help="output directory")
+    parser.add_argument("--part", choices=("backbone", "detector"), default="backbone")
+    parser.add_argument("--size", type=int, nargs=2, default=(224, 320), metavar=("H", "W"),
+                        help="backbone trace size (multiples of 32)")
+    parser.add_argument("--check-size", type=int, nargs=2, default=(256, 384), metavar=("H", "W"),
+                        help="a second size the backbone export is verified at")
+    parser.add_argument("--image", help="detector: image file to trace and verify on (default: a random image)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
+    return parser
+
+
+def _load_image(path: str | None, cfg) -> torch.Tensor:
+    """(3, H, W) uint8 in the model's input format, resized like detectron2's test-time transform."""
+    from detectron2.data import transforms as T
+    from detectron2.data.detection_utils import read_image
+
+    if path is None:
+        rng = np.random.default_rng(0)
+        image = rng.integers(0, 255, (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST, 3), dtype=np.uint8)
+    else:
+        try:
+            image = read_image(path, format=cfg.INPUT.FORMAT)
+        except Exception as err:
+            raise ValueError(f"cannot read image {path}: {err}") from None
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    image = resize.get_transform(image).apply_image(image)
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def main(argv=None) -> int:
+    from swin_scratch.detection.checkpoint import CheckpointError
+    from swin_scratch.detection.config import ConfigError, get_swin_cfg
+    from swin_scratch.detection.trainer import build_model_for_inference
+    from swin_scratch.detection.backbone import swin_module
+    from swin_scratch.export.backbone import ExportError, export_backbone, verify_backbone
+    from swin_scratch.export.detector import export_detector, verify_detector
+
+    args = _parser().parse_args(argv)
+    suffix = ".onnx" if args.format == "onnx" else ".ts"
+    try:
+        cfg = get_swin_cfg(args.config, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", args.weights, *args.opts])
+        model = build_model_for_inference(cfg)
+        if args.part == "backbone":
+            swin = swin_module(model).eval()
+            trace_input = torch.rand(1, 3, *args.size)
+            path = export_backbone(swin, trace_input, Path(args.output) / f"swin_backbone{suffix}", args.format)
+            print(f"wrote {path}")
+            for images in (trace_input, torch.rand(1, 3, *args.check_size)):
+                print(verify_backbone(swin, path, images))
+        else:
+            image = _load_image(args.image, cfg)
+            path = export_detector(model, image, Path(args.output) / f"detector{suffix}", args.format)
+            print(f"wrote {path}")
+            print(verify_detector(model, path, image))
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ConfigError, CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
