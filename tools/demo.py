@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Run a trained detector on images: per image, a PNG with boxes, masks, class names and scores, and a JSON.
+
+    python tools/demo.py --config swin_shapes.yaml --weights output/swin_shapes/model_final.pth \\
+        --input datasets/shapes/val --output output/swin_shapes/demo
+    python tools/demo.py --config my.yaml --weights model.pth --input a.jpg b.jpg --output out/ \\
+        --score-threshold 0.3 --opts MODEL.DEVICE cpu
+
+Outputs are OUTPUT/<image stem>_pred.png and OUTPUT/<image stem>_pred.json (boxes XYXY in pixels,
+scores, classes, class_names, masks as COCO RLE).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from swin_scratch.visualization.predictions import (
+    DemoInputError,
+    build_predictor,
+    check_images_readable,
+    collect_image_paths,
+    load_inference_config,
+    predict_and_draw,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", "--config-file", dest="config", required=True, metavar="NAME_OR_PATH",
+                        help="config path, or a bare name such as swin_shapes.yaml looked up in configs/")
+    parser.add_argument("--weights", required=True, metavar="PTH", help="trained weights (e.g. model_final.pth)")
+    parser.add_argument("--input", nargs="+", required=True, metavar="IMG_OR_DIR",
+                        help="image files and/or directories of images")
+    parser.add_argument("--output", required=True, metavar="DIR")
+    parser.add_argument("--score-threshold", "--confidence-threshold", dest="score_threshold", type=float,
+                        default=0.5, help="draw and save only predictions scoring at least this (default 0.5)")
+    parser.add_argument("--dataset", metavar="NAME",
+                        help="registered dataset whose class names to use (default: the config's first DATASETS.TEST)")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="config overrides, e.g. --opts MODEL.DEVICE cpu")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        images = collect_image_paths(args.input)
+        check_images_readable(images)
+        cfg = load_inference_config(args.config, args.weights, args.opts)
+
+        from detectron2.data import MetadataCatalog
+
+        from swin_scratch.data import register_shapes_datasets
+
+        register_shapes_datasets(cfg.DATASETS.get("SHAPES_ROOT") or None)
+        dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
+        metadata = MetadataCatalog.get(dataset) if dataset else None
+        written = predict_and_draw(build_predictor(cfg), images, args.output, metadata, args.score_threshold)
+    except DemoInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"predictions for {len(images)} image(s) (score >= {args.score_threshold}):")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
