@@ -226,6 +226,14 @@ def test_plot_metrics_without_evaluations_skips_the_ap_picture_and_ignores_a_hal
     assert [p.name for p in plot_metrics(tmp_path, tmp_path / "plots")] == ["losses.png", "lr.png"]
 
 
+def test_metric_series_of_a_resumed_run_is_sorted_and_the_later_line_wins():
+    from swin_scratch.visualization import metric_series
+
+    records = [{"iteration": 0, "lr": 1.0}, {"iteration": 10, "lr": 2.0}, {"iteration": 5, "lr": 3.0},
+               {"iteration": 10, "lr": 4.0}, {"iteration": 12, "lr": float("nan")}, {"lr": 9.0}]
+    assert metric_series(records, "lr") == ([0, 5, 10], [1.0, 3.0, 4.0])
+
+
 @pytest.mark.parametrize("content", [None, "", "\n\n"])
 def test_missing_or_empty_metrics_file_is_a_clear_error(tmp_path, content):
     metrics = tmp_path / "metrics.json"

@@ -17,7 +17,6 @@ Only numpy, OpenCV and tqdm are imported: no torch, no detectron2.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -85,7 +84,7 @@ class ShapeObject:
     category_id: int
     color: tuple[int, int, int]  # BGR, as painted
     full_mask: np.ndarray  # (H, W) bool
-    visible_mask: np.ndarray = field(repr=False, default=None)  # (H, W) bool, set after painting
+    visible_mask: np.ndarray | None = field(repr=False, default=None)  # (H, W) bool, set after painting
 
 
 @dataclass(frozen=True)
@@ -245,8 +244,9 @@ def draw_image(rng: np.random.Generator, config: ShapesConfig) -> tuple[np.ndarr
         image = np.where(obj.full_mask[..., None], np.array(obj.color), image)
     noise_sigma = rng.uniform(0.0, 8.0)
     image = image + rng.normal(0.0, noise_sigma, size=image.shape)
-    for obj, visible in zip(objects, _visible_masks([o.full_mask for o in objects]) if objects else []):
-        obj.visible_mask = visible
+    if objects:
+        for obj, visible in zip(objects, _visible_masks([o.full_mask for o in objects])):
+            obj.visible_mask = visible
     return np.clip(np.round(image), 0, 255).astype(np.uint8), objects
 
 

@@ -50,14 +50,17 @@ def read_metrics(metrics_json: str | os.PathLike) -> list[dict]:
 
 
 def metric_series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
-    """(iterations, values) of one scalar over the run; lines without it, or with a non-finite value, are skipped."""
-    iterations, values = [], []
+    """(iterations, values) of one scalar, sorted by iteration; lines without it, or non-finite, are skipped.
+
+    A resumed run appends to the same file and may log an iteration again: the later line wins.
+    """
+    by_iteration: dict[int, float] = {}
     for record in records:
         value = record.get(key)
         if "iteration" in record and isinstance(value, (int, float)) and math.isfinite(value):
-            iterations.append(int(record["iteration"]))
-            values.append(float(value))
-    return iterations, values
+            by_iteration[int(record["iteration"])] = float(value)
+    iterations = sorted(by_iteration)
+    return iterations, [by_iteration[it] for it in iterations]
 
 
 def _keys(records: list[dict]) -> list[str]:
