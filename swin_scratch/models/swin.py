@@ -1,0 +1,439 @@
+"""Swin Transformer (Liu et al., 2021), written top-down: patch embedding -> window attention ->
+block -> stage -> patch merging -> model -> named constructors.
+
+One module serves both uses:
+
+* classification (``num_classes > 0``, ``out_indices=None``): returns logits; the learnable
+  parameters carry exactly the state-dict keys of microsoft/Swin-Transformer;
+* detection (``num_classes=0``, ``out_indices=(0, 1, 2, 3)``): returns the requested stages as
+  NCHW maps (strides 4, 8, 16, 32), each through its own ``norm{i}``, the layout of
+  Swin-Transformer-Object-Detection's backbone; any input H x W works.
+
+Feature maps are channels-last, (B, H, W, C), from the patch embedding to the outputs: LayerNorm,
+Linear and window partitioning all act on the last dimension, and no NCHW <-> NHWC copies are
+made inside the network. Window attention calls the project's one attention kernel.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as activation_checkpoint
+from torch import Tensor, nn
+
+from swin_scratch.layers.attention import scaled_dot_product_attention
+from swin_scratch.layers.mlp import DropPath, Mlp
+from swin_scratch.layers.window import (
+    effective_shift,
+    pad_to_window_multiple,
+    relative_position_index,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+
+__all__ = ["SwinTransformer", "swin_tiny", "swin_small", "swin_base", "swin_large"]
+
+
+def _is_exporting() -> bool:
+    """Tracing/ONNX export must not read Python-side caches keyed by the trace-time size."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch_size x patch_size patches -> embed_dim channels (a strided conv).
+
+    Inputs whose H or W is not a multiple of patch_size are zero-padded at the bottom/right, so
+    no pixel is dropped (as in the official detection backbone).
+    """
+
+    def __init__(self, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 96, patch_norm: bool = True):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim) if patch_norm else None
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, C_in, H, W) -> (B, ceil(H/p), ceil(W/p), embed_dim)."""
+        height, width = images.shape[-2:]
+        pad_h = (self.patch_size - height % self.patch_size) % self.patch_size
+        pad_w = (self.patch_size - width % self.patch_size) % self.patch_size
+        images = F.pad(images, (0, pad_w, 0, pad_h))
+        x = self.proj(images).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+        return self.norm(x) if self.norm is not None else x
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside each M x M window, with a learned relative position bias.
+
+    The bias table holds one value per head for each of the (2M-1)² relative offsets; the fixed
+    ``relative_position_index`` gathers it into an (N, N) matrix per head.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        window_size: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def relative_position_bias(self) -> Tensor:
+        """(heads, N, N) gathered from the table."""
+        tokens = self.window_size * self.window_size
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]  # (N*N, heads)
+        return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1)
+
+    def forward(self, windows: Tensor, attn_bias: Tensor) -> Tensor:
+        """windows (B, nW, N, C), attn_bias (nW or 1, heads, N, N) -> (B, nW, N, C)."""
+        batch, num_windows, tokens, channels = windows.shape
+        qkv = self.qkv(windows).view(batch, num_windows, tokens, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, N, head_dim)
+        dropout_p = self.attn_drop if self.training else 0.0
+        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)
+        out = out.transpose(2, 3).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
+        return self.proj_drop(self.proj(out))
+
+
+class SwinTransformerBlock(nn.Module):
+    """x + DropPath(W-MSA or SW-MSA(LN(x))), then x + DropPath(MLP(LN(x))).
+
+    ``shift_size = 0`` gives regular windows (W-MSA), ``window_size // 2`` shifted ones (SW-MSA).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 7,
+        shift_size: int = 0,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
+        super().__init__()
+        if not 0 <= shift_size < window_size:
+            raise ValueError(f"shift_size must be in [0, window_size), got {shift_size} for window {window_size}")
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self._bias_cache: dict[tuple, Tensor] = {}
+
+    def attention_bias(self, mask: Optional[Tensor]) -> Tensor:
+        """Relative position bias (+ shifted-window mask): (nW or 1, heads, N, N).
+
+        In inference (no autograd, not exporting) the sum is cached per mask and table version,
+        so it is built once per padded input size rather than at every forward.
+        """
+        cacheable = not torch.is_grad_enabled() and not _is_exporting()
+        table = self.attn.relative_position_bias_table
+        key = (None if mask is None else (mask.shape, mask.data_ptr()), table._version, table.data_ptr())
+        if cacheable and key in self._bias_cache:
+            return self._bias_cache[key]
+        bias = self.attn.relative_position_bias()[None]  # (1, heads, N, N)
+        if mask is not None:
+            bias = bias + mask[:, None]  # (nW, heads, N, N)
+        if cacheable:
+            if len(self._bias_cache) > 8:
+                self._bias_cache.clear()
+            self._bias_cache[key] = bias
+        return bias
+
+    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
+        """x (B, H, W, C); mask (nW, N, N) from the stage, or None when nothing is shifted."""
+        height, width = x.shape[1], x.shape[2]
+        shortcut = x
+        x = pad_to_window_multiple(self.norm1(x), self.window_size)  # (B, Hp, Wp, C)
+        padded_h, padded_w = x.shape[1], x.shape[2]
+        shift_h, shift_w = self.shifts(padded_h, padded_w)
+        if shift_h or shift_w:
+            x = torch.roll(x, shifts=(-shift_h, -shift_w), dims=(1, 2))
+        windows = window_partition(x, self.window_size)  # (B, nW, N, C)
+        windows = self.attn(windows, self.attention_bias(mask if (shift_h or shift_w) else None))
+        x = window_reverse(windows, self.window_size, padded_h, padded_w)  # (B, Hp, Wp, C)
+        if shift_h or shift_w:
+            x = torch.roll(x, shifts=(shift_h, shift_w), dims=(1, 2))
+        x = x[:, :height, :width, :]
+        x = shortcut + self.drop_path(x)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def shifts(self, padded_h: int, padded_w: int) -> tuple[int, int]:
+        return (
+            effective_shift(padded_h, self.window_size, self.shift_size),
+            effective_shift(padded_w, self.window_size, self.shift_size),
+        )
+
+
+class PatchMerging(nn.Module):
+    """Halve the resolution, double the channels: 2x2 neighbours concatenated (4C) -> LN -> Linear 4C -> 2C.
+
+    Odd H or W is zero-padded first (as in the official detection backbone).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C)."""
+        height, width = x.shape[1], x.shape[2]
+        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+        # official concat order: (even row, even col), (odd, even), (even, odd), (odd, odd)
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
+
+
+class BasicLayer(nn.Module):
+    """One stage: ``depth`` blocks alternating regular / shifted windows, then optional patch merging.
+
+    The shifted-window mask depends only on the padded map size; it is built once per size and
+    shared by the stage's shifted blocks.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: Sequence[float] = (),
+        downsample: bool = False,
+        use_checkpoint: bool = False,
+    ):
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = window_size // 2
+        self.use_checkpoint = use_checkpoint
+        drop_path = list(drop_path) or [0.0] * depth
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(
+                dim, num_heads, window_size, 0 if j % 2 == 0 else self.shift_size,
+                mlp_ratio, qkv_bias, drop, attn_drop, drop_path[j],
+            )
+            for j in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
+        self._mask_cache: dict[tuple, Tensor] = {}
+
+    def shifted_mask(self, height: int, width: int, device: torch.device) -> Optional[Tensor]:
+        """(nW, N, N) mask for this map size, or None when neither dimension is shifted."""
+        if len(self.blocks) < 2:
+            return None
+        padded_h = -(-height // self.window_size) * self.window_size
+        padded_w = -(-width // self.window_size) * self.window_size
+        shift_h = effective_shift(padded_h, self.window_size, self.shift_size)
+        shift_w = effective_shift(padded_w, self.window_size, self.shift_size)
+        if not (shift_h or shift_w):
+            return None
+        if _is_exporting():
+            return shifted_window_mask(padded_h, padded_w, self.window_size, shift_h, shift_w, device)
+        key = (padded_h, padded_w, str(device))
+        if key not in self._mask_cache:
+            if len(self._mask_cache) > 16:
+                self._mask_cache.clear()
+            self._mask_cache[key] = shifted_window_mask(padded_h, padded_w, self.window_size, shift_h, shift_w, device)
+        return self._mask_cache[key]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, H, W, C) -> (stage output (B, H, W, C), input of the next stage)."""
+        mask = self.shifted_mask(x.shape[1], x.shape[2], x.device)
+        for block in self.blocks:
+            if self.use_checkpoint and self.training and torch.is_grad_enabled():
+                x = activation_checkpoint.checkpoint(block, x, mask, use_reentrant=False)
+            else:
+                x = block(x, mask)
+        return x, (self.downsample(x) if self.downsample is not None else x)
+
+
+class SwinTransformer(nn.Module):
+    """Swin Transformer; the constructor mirrors the official one.
+
+    Args:
+        img_size: pre-training image size; only the absolute position embedding (``ape``) uses it.
+        patch_size, in_chans, embed_dim: patch embedding.
+        num_classes: classifier classes (classification mode); 0 for no head.
+        depths, num_heads: blocks and heads per stage.
+        window_size: M, tokens per window side.
+        mlp_ratio, qkv_bias, drop_rate, attn_drop_rate: as in the paper.
+        drop_path_rate: stochastic depth, linearly increasing from 0 over all blocks.
+        ape: learned absolute position embedding added after the patch embedding.
+        patch_norm: LayerNorm after the patch embedding.
+        out_indices: stages to return (detection mode), e.g. (0, 1, 2, 3); None = classification.
+        frozen_stages: -1 none; 0 freezes the patch embedding; k >= 1 also freezes stages < k.
+        use_checkpoint: activation checkpointing of every block (less memory, more compute).
+    """
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 4,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 6, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        window_size: int = 7,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        ape: bool = False,
+        patch_norm: bool = True,
+        out_indices: Optional[Sequence[int]] = None,
+        frozen_stages: int = -1,
+        use_checkpoint: bool = False,
+    ):
+        super().__init__()
+        if len(depths) != len(num_heads):
+            raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} must have the same length")
+        self.num_layers = len(depths)
+        self.patch_size = patch_size
+        self.embed_dim = embed_dim
+        self.window_size = window_size
+        self.img_size = img_size
+        self.num_features = [embed_dim * 2**i for i in range(self.num_layers)]
+        self.out_indices = tuple(out_indices) if out_indices is not None else None
+        if self.out_indices is not None and any(not 0 <= i < self.num_layers for i in self.out_indices):
+            raise ValueError(f"out_indices {self.out_indices} must be stage indices in [0, {self.num_layers})")
+        self.frozen_stages = frozen_stages
+        self.num_classes = num_classes
+
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, patch_norm)
+        self.ape = ape
+        if ape:
+            patches_per_side = img_size // patch_size
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, patches_per_side**2, embed_dim))
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.layers = nn.ModuleList()
+        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+            start = sum(depths[:i])
+            self.layers.append(
+                BasicLayer(
+                    self.num_features[i], depth, heads, window_size, mlp_ratio, qkv_bias, drop_rate,
+                    attn_drop_rate, rates[start : start + depth], downsample=i < self.num_layers - 1,
+                    use_checkpoint=use_checkpoint,
+                )
+            )
+
+        if self.out_indices is not None:
+            for i in self.out_indices:
+                self.add_module(f"norm{i}", nn.LayerNorm(self.num_features[i]))
+        else:
+            self.norm = nn.LayerNorm(self.num_features[-1])
+            self.head = nn.Linear(self.num_features[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+        self._freeze_stages()
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def _freeze_stages(self) -> None:
+        frozen: list[nn.Module] = []
+        if self.frozen_stages >= 0:
+            frozen.append(self.patch_embed)
+            if self.ape:
+                self.absolute_pos_embed.requires_grad_(False)
+        if self.frozen_stages >= 1:
+            frozen.extend(self.layers[: self.frozen_stages])
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "SwinTransformer":
+        """Frozen parts stay in eval mode (their dropout / drop-path stay off)."""
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def position_embedding(self, height: int, width: int) -> Tensor:
+        """(1, H, W, C) absolute position embedding, bicubically resized to the token grid."""
+        side = int(self.absolute_pos_embed.shape[1] ** 0.5)
+        grid = self.absolute_pos_embed.view(1, side, side, self.embed_dim).permute(0, 3, 1, 2)
+        if (height, width) != (side, side):
+            grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
+        return grid.permute(0, 2, 3, 1)
+
+    def forward_stages(self, images: Tensor) -> list[Tensor]:
+        """(B, C, H, W) -> every stage's output, channels-last (B, H_i, W_i, C_i)."""
+        x = self.patch_embed(images)  # (B, H/4, W/4, C)
+        if self.ape:
+            x = x + self.position_embedding(x.shape[1], x.shape[2])
+        x = self.pos_drop(x)
+        outputs = []
+        for layer in self.layers:
+            stage_output, x = layer(x)
+            outputs.append(stage_output)
+        return outputs
+
+    def forward(self, images: Tensor) -> Tensor | list[Tensor]:
+        """Classification: (B, C, H, W) -> logits (B, num_classes).
+        Detection: -> [(B, C_i, H/2^(i+2), W/2^(i+2)) for i in out_indices] (NCHW, strides 4..32)."""
+        stages = self.forward_stages(images)
+        if self.out_indices is None:
+            pooled = self.norm(stages[-1]).mean(dim=(1, 2))  # (B, C)
+            return self.head(pooled)
+        return [getattr(self, f"norm{i}")(stages[i]).permute(0, 3, 1, 2).contiguous() for i in self.out_indices]
+
+
+def _swin(embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], **overrides) -> SwinTransformer:
+    return SwinTransformer(embed_dim=embed_dim, depths=depths, num_heads=num_heads, **overrides)
+
+
+def swin_tiny(**overrides) -> SwinTransformer:
+    """Swin-T: C = 96, depths (2, 2, 6, 2), heads (3, 6, 12, 24); 28.3 M parameters, 4.5 GFLOPs at 224²."""
+    return _swin(96, (2, 2, 6, 2), (3, 6, 12, 24), **overrides)
+
+
+def swin_small(**overrides) -> SwinTransformer:
+    """Swin-S: C = 96, depths (2, 2, 18, 2), heads (3, 6, 12, 24); 49.6 M parameters, 8.7 GFLOPs."""
+    return _swin(96, (2, 2, 18, 2), (3, 6, 12, 24), **overrides)
+
+
+def swin_base(**overrides) -> SwinTransformer:
+    """Swin-B: C = 128, depths (2, 2, 18, 2), heads (4, 8, 16, 32); 87.8 M parameters, 15.4 GFLOPs."""
+    return _swin(128, (2, 2, 18, 2), (4, 8, 16, 32), **overrides)
+
+
+def swin_large(**overrides) -> SwinTransformer:
+    """Swin-L: C = 192, depths (2, 2, 18, 2), heads (6, 12, 24, 48); 196.5 M parameters."""
+    return _swin(192, (2, 2, 18, 2), (6, 12, 24, 48), **overrides)
