@@ -23,8 +23,8 @@ def add_swin_config(cfg: CN) -> None:
     cfg.MODEL.SWIN.APE = False  # absolute position embedding (off in all official models)
     cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224  # image size the APE was trained at (used only with APE)
     cfg.MODEL.SWIN.PATCH_NORM = True  # LayerNorm after the patch embedding
-    # Stages to output: stage2..stage5 have strides 4, 8, 16, 32 (named like ResNet's res2..res5)
-    cfg.MODEL.SWIN.OUT_FEATURES = ["stage2", "stage3", "stage4", "stage5"]
+    # stage2..stage5 have strides 4, 8, 16, 32 (named like ResNet's res2..res5)
+    cfg.MODEL.SWIN.OUT_FEATURES = ["stage2", "stage3", "stage4", "stage5"]  # stages the backbone returns
     cfg.MODEL.SWIN.FROZEN_STAGES = -1  # -1: train all; 0: freeze patch embedding; k: also stages < k
     cfg.MODEL.SWIN.USE_CHECKPOINT = False  # activation checkpointing: less memory, ~25% slower
 
