@@ -11,7 +11,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from swin_scratch.detection.checkpoint import CheckpointError, SwinCheckpointer
-from swin_scratch.detection.config import ConfigError, get_swin_cfg
+from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
 from swin_scratch.detection.launch import launch
 from swin_scratch.detection.trainer import DatasetNotFoundError, Trainer, TrainingDivergedError, check_datasets_available
 
@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: give a config: --config NAME_OR_PATH (e.g. swin_shapes.yaml)", file=sys.stderr)
         return 2
     try:
+        # detectron2's default_setup reads the file again by path: give it the resolved one
+        args.config_file = str(resolve_config_path(args.config_file))
         check_inputs(args)
         use_cuda = _config_device(args).startswith("cuda")
         launch(
