@@ -8,6 +8,8 @@ TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
 ENV_INPUTS := setup.py Makefile swin_scratch/compat/detectron2_fixes.py swin_scratch/compat/install_detectron2.py
 PYTEST_ARGS ?=
 
+DEMO_OUT := output/swin_shapes
+
 .PHONY: setup test test-fast demo clean-venv
 
 setup: $(STAMP)
@@ -27,6 +29,20 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+
+# The main job on the built-in data: generate shapes (once), train Swin Mask R-CNN on CPU
+# (resuming if interrupted; a finished run is reused), evaluate, draw predictions and plots.
+demo: $(STAMP)
+	$(PY) tools/make_shapes_dataset.py
+	$(PY) tools/train_net.py --config swin_shapes.yaml --resume OUTPUT_DIR $(DEMO_OUT)
+	$(PY) tools/plot_metrics.py $(DEMO_OUT)
+	$(PY) tools/demo.py --config swin_shapes.yaml --weights $(DEMO_OUT)/model_final.pth \
+		--input $$(ls datasets/shapes/val/*.png | head -n 8) --output $(DEMO_OUT)/predictions
+	@echo "== demo outputs =="
+	@echo "metrics:      $(DEMO_OUT)/metrics.json"
+	@echo "evaluation:   $(DEMO_OUT)/inference/shapes_val/"
+	@echo "plots:        $$(ls $(DEMO_OUT)/plots/*.png | tr '\n' ' ')"
+	@echo "predictions:  $(DEMO_OUT)/predictions/*_pred.png"
 
 clean-venv:
 	rm -rf $(VENV)

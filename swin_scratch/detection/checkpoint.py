@@ -110,4 +110,29 @@ class SwinCheckpointer(DetectionCheckpointer):
             report = load_swin_checkpoint(swin, checkpoint["model"])
             self.logger.info(f"Loaded official Swin weights into the backbone: {report}")
             return None
+        self._fit_backbone_shapes(checkpoint["model"])
         return super()._load_model(checkpoint)
+
+    def _fit_backbone_shapes(self, weights: dict[str, Any]) -> None:
+        """Resize bias tables of another window size; refuse backbone weights of another variant.
+
+        (fvcore would skip mismatched tensors with only a warning, leaving a silently random backbone.)
+        """
+        from swin_scratch.models.swin_checkpoint import resize_relative_position_bias_table
+
+        model_state = self.model.state_dict()
+        # Swin's own keys first: the first mismatch reported is the most telling one
+        for key, value in sorted(weights.items(), key=lambda item: ".swin." not in item[0]):
+            target = model_state.get(key)
+            shape = tuple(getattr(value, "shape", ()))
+            if target is None or shape == tuple(target.shape) or not key.startswith("backbone."):
+                continue
+            if key.endswith("relative_position_bias_table") and shape[1:] == tuple(target.shape[1:]):
+                window = (int(round(target.shape[0] ** 0.5)) + 1) // 2
+                weights[key] = resize_relative_position_bias_table(torch.as_tensor(value), window)
+                self.logger.info(f"resized {key} {shape} -> {tuple(target.shape)} (other window size)")
+                continue
+            raise CheckpointError(
+                f"checkpoint key {key!r} has shape {shape} but the model expects {tuple(target.shape)}: the "
+                "checkpoint is from another backbone variant; use the config it was trained with"
+            )

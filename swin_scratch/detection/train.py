@@ -13,10 +13,11 @@ from detectron2.utils import comm
 from swin_scratch.detection.checkpoint import CheckpointError, SwinCheckpointer
 from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
 from swin_scratch.detection.launch import launch
-from swin_scratch.detection.trainer import DatasetNotFoundError, Trainer, TrainingDivergedError, check_datasets_available
+from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
+from swin_scratch.detection.trainer import Trainer, TrainingDivergedError
 
 # Mistakes a user can fix: printed as one line, exit status 2, no traceback.
-USER_ERRORS = (ConfigError, DatasetNotFoundError, CheckpointError, TrainingDivergedError)
+USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, CheckpointError, TrainingDivergedError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,9 +13,8 @@ import torch
 from torch.utils.data import Sampler
 from torch.nn.parallel import DistributedDataParallel
 
-from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
+from detectron2.data import build_detection_train_loader
 from detectron2.data.build import _train_loader_from_config
-from detectron2.data.catalog import DatasetCatalog
 from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer
 from detectron2.evaluation import DatasetEvaluators
@@ -24,47 +23,13 @@ from detectron2.utils.logger import setup_logger
 
 from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
+from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
 from swin_scratch.detection.optimizer import build_swin_optimizer
 
 logger = logging.getLogger("swin_scratch")
 
-DEMO_CONFIG = "swin_shapes.yaml"
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset named in the config is not on disk; the message says where we looked and what to do."""
-
-
 class TrainingDivergedError(FloatingPointError):
     """A loss became NaN/inf; no checkpoint was written from the diverged state."""
-
-
-def datasets_root() -> str:
-    return os.environ.get("DETECTRON2_DATASETS", "datasets")
-
-
-def check_datasets_available(dataset_names: list[str]) -> None:
-    """Fail early, with one message, when a registered dataset's files are missing."""
-    for name in dataset_names:
-        if name not in DatasetCatalog.list():
-            raise DatasetNotFoundError(
-                f"dataset {name!r} is not registered; registered ones include "
-                f"{', '.join(n for n in DatasetCatalog.list() if n.startswith(('coco_2017', 'shapes')))}"
-            )
-        metadata = MetadataCatalog.get(name)
-        json_file = getattr(metadata, "json_file", None)
-        image_root = getattr(metadata, "image_root", None)
-        missing = [p for p in (json_file, image_root) if p and not os.path.exists(p)]
-        if not missing:
-            continue
-        if name.startswith("shapes"):
-            hint = "generate it with `python tools/make_shapes_dataset.py` (make demo does this)"
-        else:
-            hint = (
-                f"set DETECTRON2_DATASETS to the folder that holds coco/ (now: {datasets_root()!r}), "
-                f"or train on the built-in demo data instead: python tools/train_net.py --config {DEMO_CONFIG}"
-            )
-        raise DatasetNotFoundError(f"dataset {name!r} not found: looked for {' and '.join(missing)}; {hint}")
 
 
 def create_ddp_model(model: torch.nn.Module, use_cuda: bool) -> torch.nn.Module:
@@ -157,7 +122,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg, seed: int | None = None, start_iter: int = 0):
         """The training loader; ``start_iter`` skips the images earlier iterations consumed."""
-        mapper = DatasetMapper(
+        mapper = SafeDatasetMapper(
             cfg,
             is_train=True,
             augmentations=build_train_augmentation(cfg),
