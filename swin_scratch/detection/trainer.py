@@ -137,12 +137,21 @@ class Trainer(DefaultTrainer):
     def resume_or_load(self, resume: bool = True) -> None:
         super().resume_or_load(resume=resume)
         if self.start_iter > 0:
-            # Continue the data order where the checkpointed run stopped.
+            # Continue the data order where the checkpointed run stopped. Creating a loader
+            # iterator draws from torch's RNG, so keep the RNG state just restored from the checkpoint.
+            restored = rng_state()
             loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
             replace_data_loader(self._trainer, loader)
+            set_rng_state(restored)
 
     def state_dict(self) -> dict[str, Any]:
+        """Iteration, hooks, optimizer (and grad scaler) state, and RNG states.
+
+        Bridges detectron2 versions: v0.6's DefaultTrainer does not save its inner trainer's
+        state, so its checkpoints would resume AdamW with empty moments; upstream main does.
+        """
         state = super().state_dict()
+        state.setdefault("_trainer", self._trainer.state_dict())
         state["rng"] = rng_state()
         return state
 
@@ -150,6 +159,8 @@ class Trainer(DefaultTrainer):
         state_dict = dict(state_dict)
         rng = state_dict.pop("rng", None)
         super().load_state_dict(state_dict)
+        if "load_state_dict" not in DefaultTrainer.__dict__ and "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])  # detectron2 v0.6
         if rng is not None:
             set_rng_state(rng)
 
