@@ -33,6 +33,7 @@ def _write_pristine_tree(root: Path) -> None:
         "detectron2/layers/nms.py": "import torch\n\ndef nms_rotated(boxes, scores, iou_threshold):\n"
         "    return torch.ops.detectron2.nms_rotated(boxes, scores, iou_threshold)\n",
         "detectron2/data/transforms/transform.py": "def f(interp=Image.LINEAR):\n    pass\n",
+        "detectron2/export/__init__.py": "from .api import *\nfrom .flatten import TracingAdapter\n",
         "detectron2/model_zoo/model_zoo.py": "import os\nimport pkg_resources\n\ndef get_config_file(config_path):\n"
         '    cfg_file = pkg_resources.resource_filename(\n        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )\n',
     }
@@ -80,6 +81,7 @@ def test_modules_that_reference_the_compiled_extension_import():
         "detectron2.layers.roi_align_rotated",
         "detectron2.evaluation.fast_eval_api",
         "detectron2.model_zoo",
+        "detectron2.export",
     ):
         importlib.import_module(name)
 

@@ -112,6 +112,15 @@ FIXES: tuple[SourceFix, ...] = (
         ),
     ),
     SourceFix(
+        "detectron2/export/__init__.py",
+        "imports the Caffe2 export API, and Caffe2 is no longer part of PyTorch; the import is made "
+        "optional so TracingAdapter and the TorchScript helpers (torch.jit / ONNX export) work",
+        _replace(
+            "from .api import *\n",
+            "try:\n    from .api import *\nexcept ImportError:  # swin_scratch: caffe2 left PyTorch; Caffe2 export unavailable\n    pass\n",
+        ),
+    ),
+    SourceFix(
         "detectron2/data/transforms/transform.py",
         "PIL.Image.LINEAR was removed in Pillow 10; it was an alias of Image.BILINEAR",
         _replace("interp=Image.LINEAR", "interp=Image.BILINEAR"),

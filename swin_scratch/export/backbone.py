@@ -47,11 +47,28 @@ class FeatureTuple(nn.Module):
         return tuple(self.backbone(images))
 
 
-def check_export_size(height: int, width: int) -> None:
+def min_export_size(window_size: int, coarsest_stride: int = SIZE_MULTIPLE) -> int:
+    """Smallest side for which every stage has more than one window (so every shifted block shifts).
+
+    A stage that fits in one window drops its shift (README "Design choices"); that decision is a
+    Python branch, frozen into a trace, so an export is only valid on one side of this boundary.
+    Exports are traced and run at sides >= this size.
+    """
+    return coarsest_stride * (window_size + 1)
+
+
+def check_export_size(height: int, width: int, window_size: int = 7) -> None:
     if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
         raise ExportError(
             f"input size {height}x{width} is not a multiple of {SIZE_MULTIPLE}; exported Swin backbones take "
             f"H and W that are multiples of {SIZE_MULTIPLE} (pad the image, as detectron2 does)"
+        )
+    smallest = min_export_size(window_size)
+    if min(height, width) < smallest:
+        raise ExportError(
+            f"input size {height}x{width} is below {smallest}: with window size {window_size} the last stage "
+            f"would fit in one window and run without its shift, which a traced export cannot switch to; "
+            f"pad the image to at least {smallest}x{smallest}"
         )
 
 
@@ -62,7 +79,7 @@ def relative_error(expected: Tensor, actual: Tensor) -> float:
 
 def export_backbone(model: nn.Module, example: Tensor, output: str | Path, fmt: str) -> Path:
     """Write ``model`` (a detection-mode SwinTransformer) as TorchScript (.ts) or ONNX (.onnx)."""
-    check_export_size(*example.shape[-2:])
+    check_export_size(*example.shape[-2:], window_size=model.window_size)
     wrapper = FeatureTuple(model).eval()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +101,9 @@ def export_backbone(model: nn.Module, example: Tensor, output: str | Path, fmt: 
     return output
 
 
-def run_exported_backbone(path: str | Path, images: Tensor) -> list[Tensor]:
+def run_exported_backbone(path: str | Path, images: Tensor, window_size: int = 7) -> list[Tensor]:
     """Run an exported backbone file: TorchScript through torch.jit.load, ONNX through onnxruntime (CPU)."""
-    check_export_size(*images.shape[-2:])
+    check_export_size(*images.shape[-2:], window_size=window_size)
     path = Path(path)
     if path.suffix == ".onnx":
         import onnxruntime
@@ -103,7 +120,7 @@ def verify_backbone(model: nn.Module, path: str | Path, images: Tensor, toleranc
     """Compare the exported file with eager PyTorch on ``images``; raises ExportError above tolerance."""
     with torch.no_grad():
         expected = list(FeatureTuple(model).eval()(images))
-    actual = run_exported_backbone(path, images)
+    actual = run_exported_backbone(path, images, window_size=model.window_size)
     if len(actual) != len(expected):
         raise ExportError(f"{path}: exported model returned {len(actual)} maps, eager {len(expected)}")
     worst = 0.0

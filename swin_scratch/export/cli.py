@@ -19,9 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("torchscript", "onnx"), required=True)
     parser.add_argument("--output", required=True, help="output directory")
     parser.add_argument("--part", choices=("backbone", "detector"), default="backbone")
-    parser.add_argument("--size", type=int, nargs=2, default=(224, 320), metavar=("H", "W"),
-                        help="backbone trace size (multiples of 32)")
-    parser.add_argument("--check-size", type=int, nargs=2, default=(256, 384), metavar=("H", "W"),
+    parser.add_argument("--size", type=int, nargs=2, default=(256, 320), metavar=("H", "W"),
+                        help="backbone trace size (multiples of 32, at least 32 * (window + 1))")
+    parser.add_argument("--check-size", type=int, nargs=2, default=(320, 448), metavar=("H", "W"),
                         help="a second size the backbone export is verified at")
     parser.add_argument("--image", help="detector: image file to trace and verify on (default: a random image)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")

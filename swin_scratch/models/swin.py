@@ -107,7 +107,8 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(windows).view(batch, num_windows, tokens, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, N, head_dim)
         dropout_p = self.attn_drop if self.training else 0.0
-        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)
+        # ONNX's exporter mis-broadcasts a bias into the fused op for 5-D inputs: export the math path
+        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p, use_fused=not _is_exporting())
         out = out.transpose(2, 3).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
         return self.proj_drop(self.proj(out))
 
@@ -247,8 +248,9 @@ class BasicLayer(nn.Module):
         """(nW, N, N) mask for this map size, or None when neither dimension is shifted."""
         if len(self.blocks) < 2:
             return None
-        padded_h = -(-height // self.window_size) * self.window_size
-        padded_w = -(-width // self.window_size) * self.window_size
+        # (n + M - 1) // M, not -(-n // M): ONNX integer division truncates instead of flooring
+        padded_h = (height + self.window_size - 1) // self.window_size * self.window_size
+        padded_w = (width + self.window_size - 1) // self.window_size * self.window_size
         shift_h = effective_shift(padded_h, self.window_size, self.shift_size)
         shift_w = effective_shift(padded_w, self.window_size, self.shift_size)
         if not (shift_h or shift_w):
