@@ -1,107 +1,12 @@
 #!/usr/bin/env python
 """Mask R-CNN Swin-T FPN vs detectron2's Mask R-CNN R50-FPN on CPU: inference latency at 800 x 1216,
-training-step time and peak memory, measured interleaved in one run.
+training-step time (interleaved in one run) and training peak memory.
 
-    python tools/benchmark_detection.py --rounds 5 --threads 2
+    python tools/benchmark_detection.py --rounds 3 --threads 2
 """
-from __future__ import annotations
-
-import argparse
-import gc
-import resource
 import sys
 
-import torch
-
-from detectron2 import model_zoo
-from detectron2.config import get_cfg
-from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
-from detectron2.utils.events import EventStorage
-
-import swin_scratch.detection  # noqa: F401
-from swin_scratch.benchmark.timing import interleaved_medians, markdown_table
-from swin_scratch.detection.config import get_swin_cfg
-
-
-def build(name: str):
-    if name == "swin_t":
-        cfg = get_swin_cfg("mask_rcnn_swin_t_fpn_3x.yaml", ["MODEL.DEVICE", "cpu"])
-    else:
-        cfg = get_cfg()
-        cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"))
-        cfg.MODEL.DEVICE = "cpu"
-        cfg.MODEL.WEIGHTS = ""
-    return build_model(cfg)
-
-
-def training_batch(height: int, width: int, objects: int = 5):
-    image = torch.randint(0, 255, (3, height, width), dtype=torch.uint8)
-    instances = Instances((height, width))
-    xy = torch.rand(objects, 2) * torch.tensor([width * 0.6, height * 0.6])
-    wh = torch.rand(objects, 2) * 200 + 50
-    instances.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
-    instances.gt_classes = torch.randint(0, 80, (objects,))
-    masks = torch.zeros(objects, height, width, dtype=torch.bool)
-    for k, (x0, y0, x1, y1) in enumerate(instances.gt_boxes.tensor.long().tolist()):
-        masks[k, y0:y1, x0:x1] = True
-    instances.gt_masks = BitMasks(masks)
-    return [{"image": image, "instances": instances, "height": height, "width": width}]
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--height", type=int, default=800)
-    parser.add_argument("--width", type=int, default=1216)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    models = {name: build(name) for name in ("swin_t", "r50")}
-    params = {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in models.items()}
-    image = torch.randint(0, 255, (3, args.height, args.width), dtype=torch.uint8)
-    inputs = [{"image": image, "height": args.height, "width": args.width}]
-
-    def infer(model):
-        model.eval()
-        with torch.inference_mode():
-            model(inputs)
-
-    latency = interleaved_medians({n: (lambda m=m: infer(m)) for n, m in models.items()}, rounds=args.rounds, warmup=1)
-
-    batch = training_batch(args.height, args.width)
-
-    def train_step(model):
-        model.train()
-        with EventStorage(0):
-            losses = model(batch)
-        sum(losses.values()).backward()
-        model.zero_grad(set_to_none=True)
-
-    step = interleaved_medians({n: (lambda m=m: train_step(m)) for n, m in models.items()}, rounds=max(2, args.rounds // 2), warmup=1)
-    # Peak memory of one training step per model, each in a fresh measurement window via
-    # torch's CPU allocator stats is not available; report the process RSS growth per model instead.
-    memory = {}
-    for name, model in models.items():
-        gc.collect()
-        before = peak_rss_mib()
-        train_step(model)
-        memory[name] = peak_rss_mib() - before
-    rows = [
-        ["Mask R-CNN Swin-T FPN", f"{params['swin_t']:.1f}", f"{latency['swin_t'] * 1000:.0f}", f"{step['swin_t'] * 1000:.0f}"],
-        ["Mask R-CNN R50-FPN (detectron2)", f"{params['r50']:.1f}", f"{latency['r50'] * 1000:.0f}", f"{step['r50'] * 1000:.0f}"],
-        ["ratio Swin-T / R50", "", f"{latency['swin_t'] / latency['r50']:.2f}", f"{step['swin_t'] / step['r50']:.2f}"],
-    ]
-    print(f"CPU, {args.threads} threads, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds")
-    print(markdown_table(["model", "params (M)", "inference (ms)", "train step (ms)"], rows))
-    print(f"peak RSS after first training step of each model: process max-RSS {peak_rss_mib():.0f} MiB")
-    return 0
-
+from swin_scratch.benchmark.detection import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,9 +1,28 @@
 """Whole models: Swin, the text Transformer, RNNs, BERT-style encoder."""
+from .bert import BertModel, bert_base, bert_large, bert_parameter_breakdown
 from .swin import SwinTransformer, swin_base, swin_large, swin_small, swin_tiny
 from .swin_checkpoint import LoadReport, SwinCheckpointError, load_swin_checkpoint
+from .transformer import (
+    SinusoidalPositionalEncoding,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
+    "BertModel",
     "LoadReport",
+    "SinusoidalPositionalEncoding",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "bert_base",
+    "bert_large",
+    "bert_parameter_breakdown",
     "SwinCheckpointError",
     "SwinTransformer",
     "load_swin_checkpoint",

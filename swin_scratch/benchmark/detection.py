@@ -1,0 +1,108 @@
+"""Mask R-CNN Swin-T FPN vs detectron2's Mask R-CNN R50-FPN on CPU: inference latency, training-step
+time (interleaved in one process) and training peak memory (a fresh process per model)."""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+
+import torch
+
+from detectron2 import model_zoo
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+import swin_scratch.detection  # noqa: F401
+from swin_scratch.benchmark.timing import interleaved_medians, markdown_table
+from swin_scratch.detection.config import get_swin_cfg
+
+
+def build(name: str):
+    if name == "swin_t":
+        cfg = get_swin_cfg("mask_rcnn_swin_t_fpn_3x.yaml", ["MODEL.DEVICE", "cpu"])
+    else:
+        cfg = get_cfg()
+        cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"))
+        cfg.MODEL.DEVICE = "cpu"
+        cfg.MODEL.WEIGHTS = ""
+    return build_model(cfg)
+
+
+def training_batch(height: int, width: int, objects: int = 5):
+    image = torch.randint(0, 255, (3, height, width), dtype=torch.uint8)
+    instances = Instances((height, width))
+    xy = torch.rand(objects, 2) * torch.tensor([width * 0.6, height * 0.6])
+    wh = torch.rand(objects, 2) * 200 + 50
+    instances.gt_boxes = Boxes(torch.cat([xy, xy + wh], dim=1))
+    instances.gt_classes = torch.randint(0, 80, (objects,))
+    masks = torch.zeros(objects, height, width, dtype=torch.bool)
+    for k, (x0, y0, x1, y1) in enumerate(instances.gt_boxes.tensor.long().tolist()):
+        masks[k, y0:y1, x0:x1] = True
+    instances.gt_masks = BitMasks(masks)
+    return [{"image": image, "instances": instances, "height": height, "width": width}]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--width", type=int, default=1216)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    models = {name: build(name) for name in ("swin_t", "r50")}
+    params = {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in models.items()}
+    image = torch.randint(0, 255, (3, args.height, args.width), dtype=torch.uint8)
+    inputs = [{"image": image, "height": args.height, "width": args.width}]
+
+    def infer(model):
+        model.eval()
+        with torch.inference_mode():
+            model(inputs)
+
+    latency = interleaved_medians({n: (lambda m=m: infer(m)) for n, m in models.items()}, rounds=args.rounds, warmup=1)
+
+    batch = training_batch(args.height, args.width)
+
+    def train_step(model):
+        model.train()
+        with EventStorage(0):
+            losses = model(batch)
+        sum(losses.values()).backward()
+        model.zero_grad(set_to_none=True)
+
+    step = interleaved_medians({n: (lambda m=m: train_step(m)) for n, m in models.items()}, rounds=max(2, args.rounds // 2), warmup=1)
+    memory = {name: training_peak_rss_mib(name, args) for name in models}
+    rows = [
+        ["Mask R-CNN Swin-T FPN", f"{params['swin_t']:.1f}", f"{latency['swin_t'] * 1000:.0f}", f"{step['swin_t'] * 1000:.0f}", f"{memory['swin_t']:.0f}"],
+        ["Mask R-CNN R50-FPN (detectron2)", f"{params['r50']:.1f}", f"{latency['r50'] * 1000:.0f}", f"{step['r50'] * 1000:.0f}", f"{memory['r50']:.0f}"],
+        ["ratio Swin-T / R50", "", f"{latency['swin_t'] / latency['r50']:.2f}", f"{step['swin_t'] / step['r50']:.2f}", f"{memory['swin_t'] / memory['r50']:.2f}"],
+    ]
+    print(f"CPU, {args.threads} threads, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds")
+    print(markdown_table(["model", "params (M)", "inference (ms)", "train step (ms)", "train peak RSS (MiB)"], rows))
+    return 0
+
+
+def training_peak_rss_mib(name: str, args) -> float:
+    """Peak RSS of a fresh process that builds the model and runs one training step."""
+    import subprocess
+
+    code = (
+        "import sys, torch; sys.argv = ['x']\n"
+        f"torch.set_num_threads({args.threads}); torch.manual_seed(0)\n"
+        "from swin_scratch.benchmark.detection import build, training_batch, peak_rss_mib\n"
+        "from detectron2.utils.events import EventStorage\n"
+        f"m = build({name!r}).train(); b = training_batch({args.height}, {args.width})\n"
+        "with EventStorage(0):\n    losses = m(b)\n"
+        "sum(losses.values()).backward(); print(peak_rss_mib())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
