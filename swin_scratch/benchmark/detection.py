@@ -3,7 +3,8 @@ time (interleaved in one process) and training peak memory (a fresh process per 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
+import subprocess
 import sys
 
 import torch
@@ -15,7 +16,7 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 import swin_scratch.detection  # noqa: F401
-from swin_scratch.benchmark.timing import interleaved_medians, markdown_table
+from swin_scratch.benchmark.timing import MEASUREMENT_ENV, interleaved_medians, markdown_table
 from swin_scratch.detection.config import get_swin_cfg
 
 
@@ -42,10 +43,6 @@ def training_batch(height: int, width: int, objects: int = 5):
         masks[k, y0:y1, x0:x1] = True
     instances.gt_masks = BitMasks(masks)
     return [{"image": image, "instances": instances, "height": height, "width": width}]
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv=None) -> int:
@@ -92,17 +89,16 @@ def main(argv=None) -> int:
 
 def training_peak_rss_mib(name: str, args) -> float:
     """Peak RSS of a fresh process that builds the model and runs one training step."""
-    import subprocess
-
     code = (
         "import sys, torch; sys.argv = ['x']\n"
         f"torch.set_num_threads({args.threads}); torch.manual_seed(0)\n"
-        "from swin_scratch.benchmark.detection import build, training_batch, peak_rss_mib\n"
+        "from swin_scratch.benchmark.detection import build, training_batch\nfrom swin_scratch.benchmark.timing import peak_rss_mib\n"
         "from detectron2.utils.events import EventStorage\n"
         f"m = build({name!r}).train(); b = training_batch({args.height}, {args.width})\n"
         "with EventStorage(0):\n    losses = m(b)\n"
         "sum(losses.values()).backward(); print(peak_rss_mib())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {**os.environ, **MEASUREMENT_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return float(out.stdout.strip().splitlines()[-1])
 

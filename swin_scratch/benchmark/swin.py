@@ -6,8 +6,7 @@ cannot hide inside another's.
 """
 from __future__ import annotations
 
-import json
-import resource
+import os
 import subprocess
 import sys
 from typing import Callable
@@ -15,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from swin_scratch.benchmark.timing import interleaved_medians, markdown_table
+from swin_scratch.benchmark.timing import MEASUREMENT_ENV, interleaved_medians, markdown_table
 from swin_scratch.models import swin_tiny
 
 
@@ -83,17 +82,19 @@ def speed_table(rounds: int = 10, threads: int = 2) -> str:
 def peak_memory_mib(use_checkpoint: bool, size: int = 1024, threads: int = 2) -> float:
     """Peak RSS of one Swin-T backbone forward+backward at size x size, in a fresh process."""
     code = (
-        "import resource, torch\n"
+        "import torch\n"
+        "from swin_scratch.benchmark.timing import peak_rss_mib\n"
         f"torch.set_num_threads({threads})\n"
         "from swin_scratch.models import swin_tiny\n"
         f"m = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3), use_checkpoint={use_checkpoint}).train()\n"
         f"x = torch.rand(1, 3, {size}, {size})\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "base = peak_rss_mib()\n"
         "sum(o.mean() for o in m(x)).backward()\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)\n"
+        "print(peak_rss_mib() - base)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024
+    env = {**os.environ, **MEASUREMENT_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def memory_table(size: int = 1024) -> str:
@@ -103,9 +104,3 @@ def memory_table(size: int = 1024) -> str:
     return markdown_table([f"Swin-T backbone fwd+bwd {size}×{size}, CPU", "peak RSS growth (MiB)"], rows)
 
 
-def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-if __name__ == "__main__":  # pragma: no cover
-    print(json.dumps({"rss": max_rss_mib()}))

@@ -26,3 +26,21 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (MiB), from /proc's VmHWM.
+
+    Not ``getrusage``'s ru_maxrss: Linux carries that across fork + exec, so a fresh subprocess
+    would report its parent's peak.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status")
+
+
+# glibc keeps freed heap chunks mapped, so RSS would report the allocator's high-water mark rather
+# than the peak of live tensors; serving large blocks with mmap returns them to the OS on free.
+MEASUREMENT_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
