@@ -35,11 +35,18 @@ def test_backbone_export_matches_eager_at_the_trace_size_and_other_sizes(backbon
         assert result.ok and result.max_relative_error <= 1e-4
 
 
-@pytest.mark.parametrize("size,pattern", [((250, 320), "not a multiple of 32"), ((224, 320), "below 256")])
+@pytest.mark.parametrize("size,pattern", [((250, 320), "not a multiple of 32"), ((224, 320), "traced at 256x256")])
 def test_backbone_export_refuses_sizes_it_cannot_serve(backbone, tmp_path, size, pattern):
     path = export_backbone(backbone, torch.rand(1, 3, 256, 256), tmp_path / "swin.ts", "torchscript")
     with pytest.raises(ExportError, match=pattern):
         run_exported_backbone(path, torch.rand(1, 3, *size))
+
+
+def test_small_inputs_get_their_own_export(backbone, tmp_path):
+    path = export_backbone(backbone, torch.rand(1, 3, 224, 224), tmp_path / "swin224.onnx", "onnx")
+    assert verify_backbone(backbone, path, torch.rand(1, 3, 224, 224)).ok
+    with pytest.raises(ExportError, match="traced at 224x224"):
+        run_exported_backbone(path, torch.rand(1, 3, 256, 256))
 
 
 def test_verification_fails_loudly_when_the_export_is_wrong(backbone, tmp_path):

@@ -6,9 +6,10 @@
     python tools/export_model.py --config swin_shapes.yaml --weights ... --format torchscript \\
         --output exported/ --part detector --image datasets/shapes/val/000000.png
 
-Input sizes: the backbone export accepts any H x W that are multiples of 32 (masks, padding and the
-cyclic shift are computed from shapes in the traced graph); it is verified at the trace size and at
---check-size. A detector export is traced at one image size and accepts only that size: running it
+Input sizes: the backbone export accepts any H x W that are multiples of 32 and, like its trace size,
+at least 32 * (window + 1) (256 for window 7): masks, padding and the cyclic shift are computed from
+shapes in the traced graph. Smaller sizes need an export traced at a small size. It is verified at the
+trace size and at --check-size. A detector export is traced at one image size and accepts only that size: running it
 on another size is refused with an error rather than returning wrong boxes.
 
 Every export is run right after it is written (TorchScript via torch.jit.load, ONNX via onnxruntime

@@ -6,6 +6,7 @@ shapes while tracing, so one export runs at any input size that is a multiple of
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,29 +48,36 @@ class FeatureTuple(nn.Module):
         return tuple(self.backbone(images))
 
 
-def min_export_size(window_size: int, coarsest_stride: int = SIZE_MULTIPLE) -> int:
-    """Smallest side for which every stage has more than one window (so every shifted block shifts).
+STAGE_STRIDES = (4, 8, 16, 32)
 
-    A stage that fits in one window drops its shift (README "Design choices"); that decision is a
-    Python branch, frozen into a trace, so an export is only valid on one side of this boundary.
-    Exports are traced and run at sides >= this size.
+
+def shift_regime(height: int, width: int, window_size: int) -> tuple[bool, ...]:
+    """Which stage dimensions fit in one window (and so run without the cyclic shift).
+
+    That decision (README "Design choices") is a Python branch, frozen into a trace: an export
+    serves exactly the sizes whose regime equals its trace size's regime. For H, W >= 32 * (M + 1)
+    (256 for window 7) no stage fits in one window, so one export serves all of them.
     """
-    return coarsest_stride * (window_size + 1)
+    return tuple(side // stride <= window_size for side in (height, width) for stride in STAGE_STRIDES)
 
 
-def check_export_size(height: int, width: int, window_size: int = 7) -> None:
+def check_export_size(height: int, width: int, window_size: int = 7, trace_size: tuple[int, int] | None = None) -> None:
     if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
         raise ExportError(
             f"input size {height}x{width} is not a multiple of {SIZE_MULTIPLE}; exported Swin backbones take "
             f"H and W that are multiples of {SIZE_MULTIPLE} (pad the image, as detectron2 does)"
         )
-    smallest = min_export_size(window_size)
-    if min(height, width) < smallest:
+    if trace_size is not None and shift_regime(height, width, window_size) != shift_regime(*trace_size, window_size):
+        smallest = SIZE_MULTIPLE * (window_size + 1)
         raise ExportError(
-            f"input size {height}x{width} is below {smallest}: with window size {window_size} the last stage "
-            f"would fit in one window and run without its shift, which a traced export cannot switch to; "
-            f"pad the image to at least {smallest}x{smallest}"
+            f"input size {height}x{width} cannot run on an export traced at {trace_size[0]}x{trace_size[1]}: "
+            f"some stage fits in one window at one size and not at the other, which changes the graph "
+            f"(window {window_size}). Export at a size of the same kind; sizes >= {smallest}x{smallest} all share one export"
         )
+
+
+def _meta_path(path: str | Path) -> Path:
+    return Path(str(path) + ".meta.json")
 
 
 def relative_error(expected: Tensor, actual: Tensor) -> float:
@@ -98,12 +106,15 @@ def export_backbone(model: nn.Module, example: Tensor, output: str | Path, fmt: 
             )
         else:
             raise ExportError(f"unknown export format {fmt!r}; use 'torchscript' or 'onnx'")
+    meta = {"trace_size": list(example.shape[-2:]), "window_size": model.window_size}
+    _meta_path(output).write_text(json.dumps(meta))
     return output
 
 
-def run_exported_backbone(path: str | Path, images: Tensor, window_size: int = 7) -> list[Tensor]:
+def run_exported_backbone(path: str | Path, images: Tensor) -> list[Tensor]:
     """Run an exported backbone file: TorchScript through torch.jit.load, ONNX through onnxruntime (CPU)."""
-    check_export_size(*images.shape[-2:], window_size=window_size)
+    meta = json.loads(_meta_path(path).read_text())
+    check_export_size(*images.shape[-2:], window_size=meta["window_size"], trace_size=tuple(meta["trace_size"]))
     path = Path(path)
     if path.suffix == ".onnx":
         import onnxruntime
@@ -120,7 +131,7 @@ def verify_backbone(model: nn.Module, path: str | Path, images: Tensor, toleranc
     """Compare the exported file with eager PyTorch on ``images``; raises ExportError above tolerance."""
     with torch.no_grad():
         expected = list(FeatureTuple(model).eval()(images))
-    actual = run_exported_backbone(path, images, window_size=model.window_size)
+    actual = run_exported_backbone(path, images)
     if len(actual) != len(expected):
         raise ExportError(f"{path}: exported model returned {len(actual)} maps, eager {len(expected)}")
     worst = 0.0
