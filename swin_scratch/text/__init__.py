@@ -1,0 +1,1 @@
+"""A built-in synthetic seq2seq task and the training loop for the text models."""
