@@ -4,11 +4,51 @@ inference mode, interleaved), and the activation-checkpointing memory saving.
 
     python tools/benchmark.py --rounds 10 --threads 2
     python tools/benchmark.py --memory-only
+
+torchvision and timm are imported here, in the tool, as independent peers; the package never
+imports them.
 """
 import argparse
 import sys
 
+from torch import nn
+
 from swin_scratch.benchmark.swin import memory_table, speed_table
+from swin_scratch.models import swin_tiny
+
+
+def peers(backbone: bool, height: int, width: int) -> dict[str, nn.Module]:
+    """Ours plus whichever independent implementations are installed (tests-only dependencies)."""
+    models: dict[str, nn.Module] = {}
+    if backbone:
+        models["swin_scratch"] = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3))
+    else:
+        models["swin_scratch"] = swin_tiny()
+    try:
+        from torchvision.models import swin_t
+
+        tv = swin_t(weights=None)
+        models["torchvision"] = tv.features if backbone else tv
+    except ImportError:
+        pass
+    try:
+        import timm
+
+        kwargs = {"img_size": (height, width), "strict_img_size": False} if backbone else {}
+        model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, **kwargs)
+        models["timm"] = _TimmFeatures(model) if backbone else model
+    except Exception as err:  # not installed, or this timm cannot take the size
+        print(f"(timm skipped: {type(err).__name__}: {str(err)[:120]})", file=sys.stderr)
+    return {name: m.eval() for name, m in models.items()}
+
+
+class _TimmFeatures(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_features(x)
 
 
 def main(argv=None) -> int:
@@ -21,7 +61,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.memory_only:
         print(f"Speed: median ms per forward, {args.threads} threads, {args.rounds} interleaved rounds")
-        print(speed_table(args.rounds, args.threads))
+        print(speed_table(peers, args.rounds, args.threads))
     if not args.speed_only:
         print()
         print(memory_table(args.memory_size))

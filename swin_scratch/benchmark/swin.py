@@ -1,4 +1,4 @@
-"""Swin-T speed against torchvision's and timm's, and activation-checkpointing memory.
+"""Swin-T speed against other implementations, and activation-checkpointing memory.
 
 Peers are timed interleaved in one process (:func:`interleaved_medians`), fp32, inference mode.
 Memory is measured per configuration in a fresh subprocess (peak RSS), so allocations of one run
@@ -15,44 +15,16 @@ import torch
 from torch import nn
 
 from swin_scratch.benchmark.timing import MEASUREMENT_ENV, interleaved_medians, markdown_table
-from swin_scratch.models import swin_tiny
 
 
-def peers(backbone: bool, height: int, width: int) -> dict[str, nn.Module]:
-    """Ours plus whichever independent implementations are installed (tests-only dependencies)."""
-    models: dict[str, nn.Module] = {}
-    if backbone:
-        models["swin_scratch"] = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3))
-    else:
-        models["swin_scratch"] = swin_tiny()
-    try:
-        from torchvision.models import swin_t
-
-        tv = swin_t(weights=None)
-        models["torchvision"] = tv.features if backbone else tv
-    except ImportError:
-        pass
-    try:
-        import timm
-
-        kwargs = {"img_size": (height, width), "strict_img_size": False} if backbone else {}
-        model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, **kwargs)
-        models["timm"] = _TimmFeatures(model) if backbone else model
-    except Exception as err:  # not installed, or this timm cannot take the size
-        print(f"(timm skipped: {type(err).__name__}: {str(err)[:120]})", file=sys.stderr)
-    return {name: m.eval() for name, m in models.items()}
+PeerFactory = Callable[[bool, int, int], dict[str, nn.Module]]
 
 
-class _TimmFeatures(nn.Module):
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
+def speed_table(peers: PeerFactory, rounds: int = 10, threads: int = 2) -> str:
+    """``peers(backbone, height, width)`` returns the models to time, ours under "swin_scratch".
 
-    def forward(self, x):
-        return self.model.forward_features(x)
-
-
-def speed_table(rounds: int = 10, threads: int = 2) -> str:
+    The peers (torchvision, timm) are built by the caller: the package never imports them.
+    """
     torch.set_num_threads(threads)
     settings = [("224² batch 1", False, 1, 224, 224), ("224² batch 8", False, 8, 224, 224),
                 ("backbone 800×1216 batch 1", True, 1, 800, 1216)]
