@@ -17,6 +17,8 @@ from detectron2.data import DatasetMapper, MetadataCatalog
 from detectron2.data.catalog import DatasetCatalog
 from detectron2.structures import BoxMode
 
+from swin_scratch.data import datasets_root
+
 logger = logging.getLogger("swin_scratch")
 
 # Parsing is cheap below this size; COCO train2017 (448 MB) is trusted to be well-formed.
@@ -32,15 +34,11 @@ class DatasetFormatError(ValueError):
     """A dataset file that is not a usable COCO instances file; names the file and the problem."""
 
 
-def datasets_root() -> str:
-    return os.environ.get("DETECTRON2_DATASETS", "datasets")
-
-
 def _missing_data_hint(name: str) -> str:
     if name.startswith("shapes"):
         return "generate it with `python tools/make_shapes_dataset.py` (make demo does this)"
     return (
-        f"set DETECTRON2_DATASETS to the folder that holds coco/ (now: {datasets_root()!r}), "
+        f"set DETECTRON2_DATASETS to the folder that holds coco/ (now: {str(datasets_root())!r}), "
         f"or train on the built-in demo data instead: python tools/train_net.py --config {DEMO_CONFIG}"
     )
 
