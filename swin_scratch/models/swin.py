@@ -115,7 +115,7 @@ class WindowAttention(nn.Module):
             attn_bias = attn_bias.reshape(1, num_windows * self.num_heads, tokens, tokens)
         dropout_p = self.attn_drop if self.training else 0.0
         # exports take the explicit math path (ONNX's fused-attention export mis-broadcasts biases)
-        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p, use_fused=not _is_exporting())
+        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)
         out = out.view(batch, num_windows, self.num_heads, tokens, self.head_dim)
         out = out.transpose(2, 3).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
         return self.proj_drop(self.proj(out))
