@@ -27,11 +27,7 @@ def sdpa_flop_handle(inputs: list[Any], outputs: list[Any]) -> int:
 
 
 def flop_analysis(model: nn.Module, inputs: tuple[torch.Tensor, ...]):
-    """fvcore's FlopCountAnalysis with the fused-attention handle registered.
-
-    (While tracing, Swin's window attention takes the kernel's explicit matmul path, which fvcore
-    counts natively; the handle covers models that keep the fused op in the trace.)
-    """
+    """fvcore's FlopCountAnalysis with the fused-attention handle registered."""
     from fvcore.nn import FlopCountAnalysis
 
     analysis = FlopCountAnalysis(model, inputs)
