@@ -87,8 +87,8 @@ def scaled_dot_product_attention(
     """Multi-head attention's core, shared by every model in the package.
 
     Args:
-        q, k, v: (B, H, Lq, d), (B, H, Lk, d), (B, H, Lk, dv). Leading dims may be any batch shape
-            for the math path; the fused path needs 4-D inputs.
+        q, k, v: (B, H, Lq, d), (B, H, Lk, d), (B, H, Lk, dv). Extra leading batch dims work, but
+            PyTorch's fused CPU kernel is much faster on 4-D inputs.
         attn_bias: additive float bias broadcastable to (B, H, Lq, Lk): Swin's relative position
             bias plus its shifted-window mask (0 / -100 or -inf).
         key_padding_mask: (B, Lk) bool, True marks padding keys (torch's ``key_padding_mask``).

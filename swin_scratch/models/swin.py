@@ -106,15 +106,15 @@ class WindowAttention(nn.Module):
         batch, num_windows, tokens, channels = windows.shape
         qkv = self.qkv(windows).view(batch, num_windows, tokens, 3, self.num_heads, self.head_dim)
         qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, heads, N, head_dim)
-        # The fused CPU kernel is ~4x faster on 4-D inputs than on 5-D ones, so fold the window
-        # axis into the batch (one bias for all windows) or into the heads (a bias per window).
+        # The fused CPU kernel is ~4x faster on 4-D inputs than on 5-D ones (and ONNX exports 5-D
+        # attention with a mis-broadcast bias), so fold the window axis into the batch (one bias
+        # for all windows) or into the heads (a bias per window).
         if attn_bias.shape[0] == 1:
             q, k, v = qkv.reshape(3, batch * num_windows, self.num_heads, tokens, self.head_dim).unbind(0)
         else:
             q, k, v = qkv.reshape(3, batch, num_windows * self.num_heads, tokens, self.head_dim).unbind(0)
             attn_bias = attn_bias.reshape(1, num_windows * self.num_heads, tokens, tokens)
         dropout_p = self.attn_drop if self.training else 0.0
-        # exports take the explicit math path (ONNX's fused-attention export mis-broadcasts biases)
         out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)
         out = out.view(batch, num_windows, self.num_heads, tokens, self.head_dim)
         out = out.transpose(2, 3).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
