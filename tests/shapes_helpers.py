@@ -1,6 +1,7 @@
 """Helpers for tests that train on a tiny shapes dataset through tools/train_net.py."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,11 @@ def train_net_command(output_dir: Path, shapes_root: Path, *extra: str, args: tu
         sys.executable, str(REPO / "tools/train_net.py"), "--config", "swin_shapes.yaml", *args,
         *TINY_TRAINING_OVERRIDES, "DATASETS.SHAPES_ROOT", str(shapes_root), "OUTPUT_DIR", str(output_dir), *extra,
     ]
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module, so tests can call its ``main(argv)``."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

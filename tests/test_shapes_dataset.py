@@ -1,7 +1,6 @@
 """The built-in shapes dataset: deterministic, valid COCO, visible-part masks, registration, idempotent writes."""
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 from pathlib import Path
@@ -14,15 +13,8 @@ from pycocotools.coco import COCO
 from swin_scratch.data import ShapesConfig, ShapesDatasetError, generate_shapes_dataset, mask_to_polygons
 from swin_scratch.data.shapes import annotation_path, draw_image, image_rng
 
-REPO = Path(__file__).resolve().parents[1]
+from shapes_helpers import load_tool
 SMALL = ShapesConfig(seed=5, num_train=24, num_val=6)
-
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +201,7 @@ def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path):
 
 
 def test_tool_reports_where_it_wrote_then_keeps_the_dataset(tmp_path, capsys):
-    tool = _load_tool("make_shapes_dataset")
+    tool = load_tool("make_shapes_dataset")
     args = ["--root", str(tmp_path / "shapes"), "--num-train", "3", "--num-val", "2", "--seed", "4", "--quiet"]
     assert tool.main(args) == 0
     out = capsys.readouterr().out
@@ -226,7 +218,7 @@ def test_tool_reports_where_it_wrote_then_keeps_the_dataset(tmp_path, capsys):
 def test_tool_preview_writes_a_small_png_grid(tmp_path, capsys):
     from PIL import Image
 
-    tool = _load_tool("make_shapes_dataset")
+    tool = load_tool("make_shapes_dataset")
     preview = tmp_path / "preview.png"
     args = ["--root", str(tmp_path / "shapes"), "--num-train", "4", "--num-val", "1", "--quiet", "--preview", str(preview)]
     assert tool.main(args) == 0

@@ -1,7 +1,6 @@
 """Pictures: predictions drawn per image with a JSON beside them (tools/demo.py), training curves (tools/plot_metrics.py)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,15 +13,8 @@ from swin_scratch.data import CLASS_NAMES, ShapesConfig, generate_shapes_dataset
 from swin_scratch.visualization import MetricsFileError, plot_metrics
 from swin_scratch.visualization.predictions import UnreadableImageError, predict_and_draw
 
-REPO = Path(__file__).resolve().parents[1]
+from shapes_helpers import load_tool
 R50_MASK_RCNN = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
-
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +132,7 @@ def test_demo_tool_runs_a_model_zoo_mask_rcnn_and_lists_its_outputs(shapes_image
 
     weights = tmp_path / "random_init.pth"
     torch.save({"model": {}}, weights)  # no tensors: every weight keeps its random initialization
-    assert _load_tool("demo").main(_r50_demo_args(shapes_images, weights, tmp_path / "out")) == 0
+    assert load_tool("demo").main(_r50_demo_args(shapes_images, weights, tmp_path / "out")) == 0
 
     out = capsys.readouterr().out
     for image in shapes_images:
@@ -157,7 +149,7 @@ def test_demo_tool_prints_one_line_and_exits_2_for_an_unreadable_image(shapes_im
     weights = tmp_path / "w.pth"
     torch.save({"model": {}}, weights)
     args = _r50_demo_args([shapes_images[0], unreadable_image], weights, tmp_path / "out")
-    assert _load_tool("demo").main(args) == 2
+    assert load_tool("demo").main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot read image") and str(unreadable_image) in err and "\n" not in err
     assert not (tmp_path / "out").exists()
@@ -165,7 +157,7 @@ def test_demo_tool_prints_one_line_and_exits_2_for_an_unreadable_image(shapes_im
 
 def test_demo_tool_names_missing_weights(shapes_images, tmp_path, capsys):
     args = _r50_demo_args(shapes_images, tmp_path / "missing.pth", tmp_path / "out")
-    assert _load_tool("demo").main(args) == 2
+    assert load_tool("demo").main(args) == 2
     assert f"weights not found: {tmp_path / 'missing.pth'}" in capsys.readouterr().err
 
 
@@ -183,7 +175,7 @@ def test_demo_tool_runs_the_make_demo_swin_model(shapes_images, tmp_path, capsys
     args = ["--config", "swin_shapes.yaml", "--weights", str(tmp_path / "model_final.pth"),
             "--input", str(shapes_images[0].parent), "--output", str(tmp_path / "out"), "--score-threshold", "0",
             "--opts", *tiny]
-    assert _load_tool("demo").main(args) == 0
+    assert load_tool("demo").main(args) == 0
     record = json.loads((tmp_path / "out" / f"{shapes_images[0].stem}_pred.json").read_text())
     assert set(record["class_names"]) <= set(CLASS_NAMES)  # named by the shapes_val metadata
 
@@ -244,7 +236,7 @@ def test_missing_or_empty_metrics_file_is_a_clear_error(tmp_path, content):
 
 
 def test_plot_metrics_tool_writes_into_the_run_folder_and_fails_cleanly_without_metrics(tmp_path, capsys):
-    tool = _load_tool("plot_metrics")
+    tool = load_tool("plot_metrics")
     _write_metrics(tmp_path / "metrics.json")
     assert tool.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
