@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import Any, Sequence
 
+from detectron2.config import CfgNode
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
@@ -47,7 +48,7 @@ def setup(args: argparse.Namespace):
     return cfg
 
 
-def check_inputs(args: argparse.Namespace) -> None:
+def check_inputs(args: argparse.Namespace) -> CfgNode:
     """Validate config and dataset paths in the launching process, before any worker starts."""
     from swin_scratch.data import register_shapes_datasets
 
@@ -55,6 +56,7 @@ def check_inputs(args: argparse.Namespace) -> None:
     register_shapes_datasets(cfg.DATASETS.SHAPES_ROOT or None)
     names = list(cfg.DATASETS.TEST) if args.eval_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     check_datasets_available(names)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -80,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # detectron2's default_setup reads the file again by path: give it the resolved one
         args.config_file = str(resolve_config_path(args.config_file))
-        check_inputs(args)
-        use_cuda = _config_device(args).startswith("cuda")
+        cfg = check_inputs(args)
+        use_cuda = str(cfg.MODEL.DEVICE).startswith("cuda")
         launch(
             run,
             args.num_gpus,
@@ -97,6 +99,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     return 0
 
-
-def _config_device(args: argparse.Namespace) -> str:
-    return str(get_swin_cfg(args.config_file, args.opts).MODEL.DEVICE)
