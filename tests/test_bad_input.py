@@ -14,7 +14,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 
-from swin_scratch.detection.checkpoint import CheckpointError, SwinCheckpointer
+from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.config import get_swin_cfg
 from swin_scratch.detection.data_checks import (
     DatasetFormatError,

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from swin_scratch.detection.checkpoint import CheckpointError, SwinCheckpointer, atomic_write_bytes
+from swin_scratch.checkpoint_io import CheckpointError, atomic_write_bytes
+from swin_scratch.detection.checkpoint import SwinCheckpointer
 
 
 def _checkpointer(save_dir: Path, value: float) -> SwinCheckpointer:

@@ -15,6 +15,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from swin_scratch.checkpoint_io import CheckpointError
 from swin_scratch.visualization.predictions import (
     DemoInputError,
     build_predictor,
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
         metadata = MetadataCatalog.get(dataset) if dataset else None
         written = predict_and_draw(build_predictor(cfg), images, args.output, metadata, args.score_threshold)
-    except DemoInputError as err:
+    except (DemoInputError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"predictions for {len(images)} image(s) (score >= {args.score_threshold}):")

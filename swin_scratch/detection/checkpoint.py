@@ -1,45 +1,21 @@
-"""Checkpointing that never leaves a half-written file, and that reads official Swin weights directly."""
+"""detectron2's checkpointer on the project's one reader/writer (:mod:`swin_scratch.checkpoint_io`).
+
+Saves never leave a half-written file; ``MODEL.WEIGHTS`` may be a path or an ``http(s)://`` URL, and
+may name official Swin weights (ImageNet or mmdet COCO layouts), which are translated on load.
+"""
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 
+from swin_scratch.checkpoint_io import CheckpointError, atomic_write_bytes, local_weights_path, read_checkpoint
+
 logger = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used; the message names the file and what to do."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, write) -> None:
-    """Write through ``write(fileobj)`` to a temp file in the same folder, fsync, then rename into place.
-
-    A crash at any point leaves either the old file or the complete new one, never a partial file.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def looks_like_official_swin(state_dict: dict[str, Any]) -> bool:
@@ -74,24 +50,12 @@ class SwinCheckpointer(DetectionCheckpointer):
         atomic_write_bytes(target, lambda handle: handle.write(last_filename_basename.encode()))
 
     def load(self, path: str, checkpointables=None) -> dict[str, Any]:
-        if path and "://" not in path and not os.path.isfile(path):
-            raise CheckpointError(f"checkpoint not found: {path}; check MODEL.WEIGHTS or the path given")
+        if path:
+            path = str(local_weights_path(path))  # a missing file or failed download: CheckpointError
         return super().load(path, checkpointables=checkpointables)
 
     def _load_file(self, filename: str) -> dict[str, Any]:
-        if filename.endswith(".pkl"):
-            return super()._load_file(filename)  # detectron2 model-zoo pickles (numpy arrays)
-        if not os.path.isfile(filename):
-            raise CheckpointError(f"checkpoint not found: {filename}; check MODEL.WEIGHTS or the path given")
-        try:
-            loaded = torch.load(filename, map_location="cpu", weights_only=True)
-        except Exception as err:  # truncated, corrupt, or a pickle that wants to run code
-            raise CheckpointError(
-                f"cannot load checkpoint {filename}: {type(err).__name__}: {str(err).splitlines()[0][:300]}. "
-                "The file is truncated, corrupt, or not a plain weights file (pickled code is refused)."
-            ) from None
-        if not isinstance(loaded, dict):
-            raise CheckpointError(f"checkpoint {filename} holds a {type(loaded).__name__}, not a dict of weights")
+        loaded = read_checkpoint(filename)
         state = loaded.get("model", loaded.get("state_dict", loaded))
         if isinstance(state, dict) and looks_like_official_swin(state):
             return {"model": state, "__official_swin__": True}

@@ -11,7 +11,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 
 from swin_scratch.detection.backbone import swin_module
-from swin_scratch.detection.checkpoint import atomic_write_bytes
+from swin_scratch.checkpoint_io import atomic_write_bytes
 
 
 def swin_key_prefix(backbone: torch.nn.Module) -> str:

@@ -11,7 +11,8 @@ from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
-from swin_scratch.detection.checkpoint import CheckpointError, SwinCheckpointer
+from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
 from swin_scratch.detection.launch import launch
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
@@ -56,7 +57,20 @@ def check_inputs(args: argparse.Namespace) -> CfgNode:
     register_shapes_datasets(cfg.DATASETS.SHAPES_ROOT or None)
     names = list(cfg.DATASETS.TEST) if args.eval_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     check_datasets_available(names)
+    if not args.eval_only:
+        warn_if_training_from_scratch(cfg)
     return cfg
+
+
+def warn_if_training_from_scratch(cfg: CfgNode) -> None:
+    """One line when a real (non-demo) dataset is trained from random initialization."""
+    real_datasets = [name for name in cfg.DATASETS.TRAIN if not name.startswith("shapes_")]
+    if not cfg.MODEL.WEIGHTS and real_datasets:
+        print(
+            f"warning: MODEL.WEIGHTS is empty: training on {', '.join(real_datasets)} from random initialization; "
+            "the official recipe starts from ImageNet weights (the COCO configs name their URL)",
+            file=sys.stderr,
+        )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any] | None:

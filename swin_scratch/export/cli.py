@@ -47,7 +47,7 @@ def _load_image(path: str | None, cfg) -> torch.Tensor:
 
 
 def main(argv=None) -> int:
-    from swin_scratch.detection.checkpoint import CheckpointError
+    from swin_scratch.checkpoint_io import CheckpointError
     from swin_scratch.detection.config import ConfigError, get_swin_cfg
     from swin_scratch.detection.trainer import build_model_for_inference
     from swin_scratch.detection.backbone import swin_module

@@ -2,7 +2,7 @@
 from .bert import BertModel, bert_base, bert_large, bert_parameter_breakdown
 from .rnn import GRU, LSTM, RNN
 from .swin import SwinTransformer, swin_base, swin_large, swin_small, swin_tiny
-from .swin_checkpoint import LoadReport, SwinCheckpointError, load_swin_checkpoint
+from .swin_checkpoint import LoadReport, load_swin_checkpoint
 from .transformer import (
     SinusoidalPositionalEncoding,
     Transformer,
@@ -27,7 +27,6 @@ __all__ = [
     "bert_base",
     "bert_large",
     "bert_parameter_breakdown",
-    "SwinCheckpointError",
     "SwinTransformer",
     "load_swin_checkpoint",
     "swin_base",

@@ -17,13 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from swin_scratch.checkpoint_io import CheckpointError, read_checkpoint
+
 logger = logging.getLogger(__name__)
 
 IGNORED_BUFFERS = ("relative_position_index", "attn_mask")
-
-
-class SwinCheckpointError(ValueError):
-    """A checkpoint that does not fit the model; names the first offending key and both shapes."""
 
 
 @dataclass
@@ -46,24 +44,17 @@ class LoadReport:
         return "; ".join(lines)
 
 
-def read_checkpoint(checkpoint: str | os.PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
-    """The state dict inside any official layout, with ``module.``/``backbone.`` prefixes removed."""
-    if isinstance(checkpoint, (str, os.PathLike)):
-        if not os.path.isfile(checkpoint):
-            raise SwinCheckpointError(f"checkpoint not found: {checkpoint}")
-        try:
-            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise SwinCheckpointError(
-                f"cannot load checkpoint {os.fspath(checkpoint)}: {type(err).__name__}: {str(err).splitlines()[0][:200]} "
-                "(truncated or corrupt file, or pickled code, which is refused)"
-            ) from None
-    state = checkpoint
+def swin_state_dict(checkpoint: str | os.PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
+    """The Swin state dict inside any official layout, with ``module.``/``backbone.`` prefixes removed.
+
+    ``checkpoint`` is a path, an ``http(s)://`` URL (read through :func:`read_checkpoint`) or a loaded dict.
+    """
+    state = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     for wrapper in ("model", "state_dict"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
     if not isinstance(state, Mapping):
-        raise SwinCheckpointError(f"checkpoint holds a {type(state).__name__}, not a state dict")
+        raise CheckpointError(f"checkpoint holds a {type(state).__name__}, not a state dict")
     state = {_strip(key, "module."): value for key, value in state.items() if isinstance(value, Tensor)}
     if any(key.startswith("backbone.") for key in state):  # mmdet: keep the backbone only
         state = {key[len("backbone."):]: value for key, value in state.items() if key.startswith("backbone.")}
@@ -110,7 +101,7 @@ def _adapt(key: str, value: Tensor, target: Tensor, report: LoadReport) -> Tenso
     if key.startswith("head."):
         report.dropped.append(f"{key} {tuple(value.shape)} (model has {tuple(target.shape)})")
         return None
-    raise SwinCheckpointError(
+    raise CheckpointError(
         f"checkpoint key {key!r} has shape {tuple(value.shape)} but the model expects {tuple(target.shape)}: "
         "the checkpoint is from another Swin variant (embed_dim / depths / heads); build the matching model"
     )
@@ -118,14 +109,14 @@ def _adapt(key: str, value: Tensor, target: Tensor, report: LoadReport) -> Tenso
 
 def load_swin_checkpoint(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, Any]) -> LoadReport:
     """Load official Swin weights into ``model`` (classification or detection mode); returns and logs a report."""
-    state = read_checkpoint(checkpoint)
+    state = swin_state_dict(checkpoint)
     target = model.state_dict()
     report = LoadReport()
     to_load: dict[str, Tensor] = {}
     for key, value in state.items():
         if key not in target:
             if key.startswith("layers.") and ".blocks." in key:
-                raise SwinCheckpointError(
+                raise CheckpointError(
                     f"checkpoint key {key!r} {tuple(value.shape)} has no place in the model: the checkpoint has more "
                     "blocks (another Swin variant, e.g. Swin-S/B into Swin-T); build the matching model"
                 )

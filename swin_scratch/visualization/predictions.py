@@ -132,10 +132,10 @@ def load_inference_config(config_file: str, weights: str, overrides: Sequence[st
 
 
 def build_predictor(cfg):
-    """detectron2's ``DefaultPredictor`` (resize to ``INPUT.MIN_SIZE_TEST``, BGR/RGB, weights loaded)."""
-    from detectron2.engine import DefaultPredictor
+    """A predictor that resizes like ``DefaultPredictor`` and loads weights through the project's safe loader."""
+    from swin_scratch.detection.predictor import SwinPredictor
 
-    return DefaultPredictor(cfg)
+    return SwinPredictor(cfg)
 
 
 def _class_names(metadata: Any, num_needed: int) -> list[str]:
