@@ -18,11 +18,11 @@ from swin_scratch.detection.convert import convert_swin_checkpoint
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", help="official .pth checkpoint")
+    parser.add_argument("input", help="official .pth checkpoint: a path or an http(s):// URL (downloaded once, cached)")
     parser.add_argument("output", help="where to write the detectron2-loadable .pth")
     parser.add_argument("--config", default="swin_coco.yaml", help="target config (name in configs/ or path)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
-    args = parser.parse_args(argv)
+    parser.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides, e.g. MODEL.SWIN.WINDOW_SIZE 12")
+    args = parser.parse_intermixed_args(argv)  # options may follow the positional files
     try:
         cfg = get_swin_cfg(args.config, args.opts)
         result = convert_swin_checkpoint(args.input, cfg, args.output)

@@ -14,6 +14,9 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from swin_scratch.checkpoint_io import CheckpointError, atomic_write_bytes, local_weights_path, read_checkpoint
+from swin_scratch.detection.backbone import swin_module
+from swin_scratch.detection.mmdet_weights import is_mmdet_detector, mmdet_heads_to_detectron2
+from swin_scratch.models.swin_checkpoint import load_swin_checkpoint, resize_relative_position_bias_table
 
 logger = logging.getLogger(__name__)
 
@@ -65,25 +68,34 @@ class SwinCheckpointer(DetectionCheckpointer):
 
     def _load_model(self, checkpoint: dict[str, Any]):
         if checkpoint.pop("__official_swin__", False):
-            from swin_scratch.detection.backbone import swin_module
-            from swin_scratch.models.swin_checkpoint import load_swin_checkpoint
-
-            swin = swin_module(self.model)
-            if swin is None:
-                raise CheckpointError("MODEL.WEIGHTS is an official Swin checkpoint but the model has no Swin backbone")
-            report = load_swin_checkpoint(swin, checkpoint["model"])
-            self.logger.info(f"Loaded official Swin weights into the backbone: {report}")
-            return None
+            return self._load_official_swin(checkpoint["model"])
         self._fit_backbone_shapes(checkpoint["model"])
         return super()._load_model(checkpoint)
+
+    def _load_official_swin(self, state: dict[str, Any]):
+        """ImageNet weights fill the Swin backbone; an mmdet COCO detector also fills FPN, RPN and heads."""
+        swin = swin_module(self.model)
+        if swin is None:
+            raise CheckpointError("MODEL.WEIGHTS is an official Swin checkpoint but the model has no Swin backbone")
+        report = load_swin_checkpoint(swin, state)
+        self.logger.info(f"Loaded official Swin weights into the backbone: {report}")
+        if not is_mmdet_detector(state):
+            return None
+        heads, unmapped = mmdet_heads_to_detectron2(state)
+        if unmapped:
+            self.logger.warning(
+                f"{len(unmapped)} mmdet tensors have no detectron2 counterpart and were not loaded: "
+                f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}"
+            )
+        prefix = next(f"{name}." for name, module in self.model.named_modules() if module is swin)
+        weights = {**{prefix + key: value for key, value in swin.state_dict().items()}, **heads}
+        return super()._load_model({"model": weights, "__author__": "mmdet", "matching_heuristics": False})
 
     def _fit_backbone_shapes(self, weights: dict[str, Any]) -> None:
         """Resize bias tables of another window size; refuse backbone weights of another variant.
 
         (fvcore would skip mismatched tensors with only a warning, leaving a silently random backbone.)
         """
-        from swin_scratch.models.swin_checkpoint import resize_relative_position_bias_table
-
         model_state = self.model.state_dict()
         # Swin's own keys first: the first mismatch reported is the most telling one
         for key, value in sorted(weights.items(), key=lambda item: ".swin." not in item[0]):
