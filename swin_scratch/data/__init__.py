@@ -2,7 +2,8 @@
 
 ``generate_shapes_dataset`` needs only numpy/OpenCV; ``register_shapes_datasets`` imports detectron2.
 """
-from .datasets import SHAPES_DATASETS, datasets_root, default_shapes_root, register_shapes_datasets
+from .datasets import SHAPES_DATASETS, register_shapes_datasets
+from .paths import datasets_root, default_shapes_root
 from .shapes import (
     CATEGORIES,
     CLASS_COLORS,

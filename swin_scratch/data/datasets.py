@@ -1,21 +1,13 @@
-"""Where datasets live and how the built-in shapes splits are registered with detectron2."""
+"""How the built-in shapes splits are registered with detectron2."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from .paths import default_shapes_root
 from .shapes import CLASS_COLORS, CLASS_NAMES, SPLITS, annotation_path, image_dir
 
 SHAPES_DATASETS: dict[str, str] = {f"shapes_{split}": split for split in SPLITS}  # name -> split
-
-
-def datasets_root() -> Path:
-    """detectron2's convention: ``$DETECTRON2_DATASETS``, else ``./datasets``."""
-    return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
-
-
-def default_shapes_root() -> Path:
-    return datasets_root() / "shapes"
 
 
 def register_shapes_datasets(root: str | os.PathLike | None = None) -> list[str]:

@@ -27,6 +27,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from .paths import default_shapes_root
+
 CATEGORIES: list[dict] = [
     {"id": 1, "name": "circle", "supercategory": "shape"},
     {"id": 2, "name": "square", "supercategory": "shape"},
@@ -394,8 +396,6 @@ def generate_shapes_dataset(
     leaves a half-written dataset that looks complete. An existing dataset with the same config is
     kept (``generated=False``) unless ``force``.
     """
-    from .datasets import default_shapes_root
-
     config = config or ShapesConfig()
     root = Path(root) if root is not None else default_shapes_root()
     if not force and is_complete(root, config):

@@ -7,9 +7,6 @@ from typing import Any
 
 from .backends import BACKENDS, check_backend
 from .coco_eval import (
-    SUMMARY_NAMES,
-    CategoryAP,
-    CocoEvalResult,
     evaluate_coco_results,
     format_per_category_table,
     format_summary,
@@ -18,6 +15,7 @@ from .coco_eval import (
     write_report,
 )
 from .inputs import EvaluationInputError, find_results_file, load_ground_truth, load_results
+from .result import SUMMARY_NAMES, CategoryAP, CocoEvalResult
 
 _DETECTRON2_NAMES = ("SwinCOCOEvaluator", "dataset_ground_truth")
 

@@ -12,7 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .coco_eval import SUMMARY_NAMES, CocoEvalResult, evaluate_coco_results
+from .coco_eval import evaluate_coco_results
+from .result import SUMMARY_NAMES, CocoEvalResult
 
 
 def _octagon(x: float, y: float, w: float, h: float) -> list[float]:

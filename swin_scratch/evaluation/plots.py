@@ -1,4 +1,4 @@
-"""Pictures of a :class:`~.coco_eval.CocoEvalResult`: precision-recall curves and per-category AP bars.
+"""Pictures of a :class:`~.result.CocoEvalResult`: precision-recall curves and per-category AP bars.
 
 Figures are built with ``matplotlib.figure.Figure`` (Agg canvas, no pyplot state), so plotting
 works on headless machines and inside a training process without touching the global backend.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .coco_eval import CocoEvalResult
+from .result import CocoEvalResult
 
 
 def _mean_over_valid(precision: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
