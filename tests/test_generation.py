@@ -7,11 +7,11 @@ import torch
 from swin_scratch.models.generation import (
     T5_SUMMARIZATION,
     GenerationConfig,
-    TransformerStepper,
     banned_ngram_tokens,
     generate,
     with_overrides,
 )
+from swin_scratch.models.steppers import TransformerStepper
 from swin_scratch.models.transformer import Transformer
 
 

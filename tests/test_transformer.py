@@ -125,7 +125,7 @@ def test_bert_sizes_are_exact(factory, expected):
 
 
 def test_bert_forward_returns_sequence_and_pooled_output():
-    model = bert_base(vocab_size=50, hidden=16, num_layers=2, num_heads=2, intermediate=32).eval()
+    model = bert_base(vocab_size=50, embed_dim=16, num_layers=2, num_heads=2, dim_feedforward=32).eval()
     ids = torch.randint(0, 50, (2, 9))
     sequence, pooled = model(ids, torch.zeros_like(ids), ids == 0)
     assert sequence.shape == (2, 9, 16) and pooled.shape == (2, 16) and pooled.abs().max() <= 1

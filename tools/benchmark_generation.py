@@ -10,7 +10,8 @@ import time
 
 import torch
 
-from swin_scratch.models.generation import GenerationConfig, TransformerStepper, generate
+from swin_scratch.models.generation import GenerationConfig, generate
+from swin_scratch.models.steppers import TransformerStepper
 from swin_scratch.models.transformer import Transformer
 
 
@@ -22,7 +23,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = Transformer(100, 100, 256, 8, 3, 3, 1024, 0.0, max_len=args.length + 8).eval()
+    model = Transformer(100, 100, embed_dim=256, num_heads=8, num_encoder_layers=3, num_decoder_layers=3,
+                        dim_feedforward=1024, dropout=0.0, max_len=args.length + 8).eval()
     src = torch.randint(3, 100, (1, 50))
     config = GenerationConfig(num_beams=args.beams, max_length=args.length, min_length=args.length)
     timings, outputs = {}, {}
@@ -31,7 +33,7 @@ def main(argv=None) -> int:
         outputs[use_cache] = generate(TransformerStepper(model, use_cache=use_cache), src, config)
         timings.setdefault(use_cache, []).append(time.perf_counter() - start)
     with_cache, without = min(timings[True]), min(timings[False])
-    print(f"{args.length} tokens, {args.beams} beam(s), d_model 256, 3+3 layers, {args.threads} threads")
+    print(f"{args.length} tokens, {args.beams} beam(s), embed_dim 256, 3+3 layers, {args.threads} threads")
     print("| decoding | seconds |\n|---|---|")
     print(f"| with KV cache | {with_cache:.2f} |\n| without (full prefix each step) | {without:.2f} |")
     print(f"speed-up from the cache: {without / with_cache:.1f}x; identical outputs: {outputs[True] == outputs[False]}")

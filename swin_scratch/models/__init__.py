@@ -1,5 +1,10 @@
-"""Whole models: Swin, the text Transformer, RNNs, BERT-style encoder."""
+"""Whole models: Swin, the text Transformer, RNNs, the LSTM encoder-decoder, BERT-style encoder.
+
+Hyper-parameters share one naming scheme across them (docs/conventions.md): ``embed_dim``,
+``num_heads``, ``dim_feedforward`` for attention models, ``hidden_size`` for recurrent state.
+"""
 from .bert import BertModel, bert_base, bert_large, bert_parameter_breakdown
+from .lstm_seq2seq import LSTMSeq2Seq
 from .rnn import GRU, LSTM, RNN
 from .swin import SwinTransformer, swin_base, swin_large, swin_small, swin_tiny
 from .swin_checkpoint import LoadReport, load_swin_checkpoint
@@ -16,6 +21,7 @@ __all__ = [
     "BertModel",
     "GRU",
     "LSTM",
+    "LSTMSeq2Seq",
     "RNN",
     "LoadReport",
     "SinusoidalPositionalEncoding",

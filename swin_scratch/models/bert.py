@@ -32,12 +32,12 @@ from swin_scratch.models.transformer import TransformerEncoder, TransformerEncod
 class BertEmbeddings(nn.Module):
     """token + learned position + segment embeddings, then LayerNorm and dropout."""
 
-    def __init__(self, vocab_size: int, hidden: int, max_positions: int, segments: int, dropout: float):
+    def __init__(self, vocab_size: int, embed_dim: int, max_len: int, segments: int, dropout: float):
         super().__init__()
-        self.word_embeddings = nn.Embedding(vocab_size, hidden)
-        self.position_embeddings = nn.Embedding(max_positions, hidden)
-        self.token_type_embeddings = nn.Embedding(segments, hidden)
-        self.norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.word_embeddings = nn.Embedding(vocab_size, embed_dim)
+        self.position_embeddings = nn.Embedding(max_len, embed_dim)  # learned, one row per position
+        self.token_type_embeddings = nn.Embedding(segments, embed_dim)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-12)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None) -> Tensor:
@@ -53,23 +53,23 @@ class BertModel(nn.Module):
     def __init__(
         self,
         vocab_size: int = 30522,
-        hidden: int = 768,
+        embed_dim: int = 768,
         num_layers: int = 12,
         num_heads: int = 12,
-        intermediate: int = 3072,
-        max_positions: int = 512,
+        dim_feedforward: int = 3072,
+        max_len: int = 512,
         segments: int = 2,
         dropout: float = 0.1,
     ):
         super().__init__()
-        self.embeddings = BertEmbeddings(vocab_size, hidden, max_positions, segments, dropout)
-        layer = TransformerEncoderLayer(hidden, num_heads, intermediate, dropout, "gelu", layer_norm_eps=1e-12)
+        self.embeddings = BertEmbeddings(vocab_size, embed_dim, max_len, segments, dropout)
+        layer = TransformerEncoderLayer(embed_dim, num_heads, dim_feedforward, dropout, "gelu", layer_norm_eps=1e-12)
         self.encoder = TransformerEncoder(layer, num_layers)
-        self.pooler = nn.Linear(hidden, hidden)
+        self.pooler = nn.Linear(embed_dim, embed_dim)
 
     def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None,
                 padding_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        sequence = self.encoder(self.embeddings(input_ids, token_type_ids), padding_mask)  # (B, L, H)
+        sequence = self.encoder(self.embeddings(input_ids, token_type_ids), padding_mask)  # (B, L, d)
         return sequence, torch.tanh(self.pooler(sequence[:, 0]))
 
 
@@ -78,7 +78,7 @@ def bert_base(**overrides) -> BertModel:
 
 
 def bert_large(**overrides) -> BertModel:
-    return BertModel(**{"hidden": 1024, "num_layers": 24, "num_heads": 16, "intermediate": 4096, **overrides})
+    return BertModel(**{"embed_dim": 1024, "num_layers": 24, "num_heads": 16, "dim_feedforward": 4096, **overrides})
 
 
 def bert_parameter_breakdown(model: BertModel) -> dict[str, int]:

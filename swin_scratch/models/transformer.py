@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -31,10 +31,10 @@ from swin_scratch.layers.mlp import Mlp
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
-def feed_forward(d_model: int, dim_feedforward: int, dropout: float, activation: str) -> Mlp:
+def feed_forward(embed_dim: int, dim_feedforward: int, dropout: float, activation: str) -> Mlp:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    return Mlp(d_model, dim_feedforward, d_model, act_layer=ACTIVATIONS[activation], drop=dropout)
+    return Mlp(embed_dim, dim_feedforward, embed_dim, act_layer=ACTIVATIONS[activation], drop=dropout)
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -43,13 +43,13 @@ class SinusoidalPositionalEncoding(nn.Module):
     PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
     """
 
-    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
+    def __init__(self, embed_dim: int, max_len: int = 5000, dropout: float = 0.0):
         super().__init__()
-        position = torch.arange(max_len)[:, None].float()
-        frequency = torch.exp(torch.arange(0, d_model, 2).float() * (-math.log(10000.0) / d_model))
-        table = torch.zeros(max_len, d_model)
+        position = torch.arange(max_len)[:, None].float()  # (max_len, 1)
+        frequency = torch.exp(torch.arange(0, embed_dim, 2).float() * (-math.log(10000.0) / embed_dim))  # (d/2,)
+        table = torch.zeros(max_len, embed_dim)
         table[:, 0::2] = torch.sin(position * frequency)
-        table[:, 1::2] = torch.cos(position * frequency[: d_model // 2])
+        table[:, 1::2] = torch.cos(position * frequency[: embed_dim // 2])
         self.register_buffer("table", table, persistent=False)
         self.dropout = nn.Dropout(dropout)
 
@@ -58,11 +58,22 @@ class SinusoidalPositionalEncoding(nn.Module):
         return self.dropout(x + self.table[offset : offset + x.shape[1]])
 
 
-class TransformerEncoderLayer(nn.Module):
+Sublayer = Callable[[Tensor], Tensor]
+
+
+class _TransformerLayer(nn.Module):
+    """What encoder and decoder layers share: attention sublayers, the feed-forward network, one
+    LayerNorm per sublayer (``norm1``, ``norm2``, ...) and the residual rule that joins them.
+
+    Built once here so both layers have the same parameter names as ``nn.Transformer*Layer``.
+    """
+
+    has_cross_attention = False
+
     def __init__(
         self,
-        d_model: int,
-        nhead: int,
+        embed_dim: int,
+        num_heads: int,
         dim_feedforward: int = 2048,
         dropout: float = 0.1,
         activation: str = "relu",
@@ -70,42 +81,36 @@ class TransformerEncoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout)
-        self.ffn = feed_forward(d_model, dim_feedforward, dropout, activation)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.self_attn = MultiHeadAttention(embed_dim, num_heads, dropout=dropout)
+        if self.has_cross_attention:
+            self.cross_attn = MultiHeadAttention(embed_dim, num_heads, dropout=dropout)
+        self.ffn = feed_forward(embed_dim, dim_feedforward, dropout, activation)
+        num_sublayers = 3 if self.has_cross_attention else 2
+        for index in range(1, num_sublayers + 1):
+            setattr(self, f"norm{index}", nn.LayerNorm(embed_dim, eps=layer_norm_eps))
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
+
+    def add_and_norm(self, x: Tensor, sublayer: Sublayer, norm: nn.LayerNorm) -> Tensor:
+        """Post-norm: norm(x + sublayer(x)); pre-norm (``norm_first``): x + sublayer(norm(x))."""
+        if self.norm_first:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))
+
+
+class TransformerEncoderLayer(_TransformerLayer):
+    """Self-attention -> add & norm -> feed-forward -> add & norm."""
 
     def forward(self, x: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
         """x (B, L, d); key_padding_mask (B, L) bool, True = padding."""
-        if self.norm_first:
-            x = x + self.dropout(self.self_attn(self.norm1(x), key_padding_mask=key_padding_mask))
-            return x + self.dropout(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.dropout(self.self_attn(x, key_padding_mask=key_padding_mask)))
-        return self.norm2(x + self.dropout(self.ffn(x)))
+        x = self.add_and_norm(x, lambda h: self.self_attn(h, key_padding_mask=key_padding_mask), self.norm1)
+        return self.add_and_norm(x, self.ffn, self.norm2)
 
 
-class TransformerDecoderLayer(nn.Module):
-    def __init__(
-        self,
-        d_model: int,
-        nhead: int,
-        dim_feedforward: int = 2048,
-        dropout: float = 0.1,
-        activation: str = "relu",
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-    ):
-        super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, nhead, dropout=dropout)
-        self.cross_attn = MultiHeadAttention(d_model, nhead, dropout=dropout)
-        self.ffn = feed_forward(d_model, dim_feedforward, dropout, activation)
-        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
-        self.norm_first = norm_first
+class TransformerDecoderLayer(_TransformerLayer):
+    """Masked self-attention -> add & norm -> cross-attention -> add & norm -> feed-forward -> add & norm."""
+
+    has_cross_attention = True
 
     def forward(
         self,
@@ -120,41 +125,37 @@ class TransformerDecoderLayer(nn.Module):
         self_cache = cache.setdefault("self", {}) if cache is not None else None
         cross_cache = cache.setdefault("cross", {}) if cache is not None else None
 
-        def self_attention(h: Tensor) -> Tensor:
+        def self_attention(h: Tensor) -> Tensor:  # queries, keys, values: the decoder's own tokens so far
             return self.self_attn(h, key_padding_mask=tgt_key_padding_mask, causal=causal, cache=self_cache)
 
-        def cross_attention(h: Tensor) -> Tensor:
+        def cross_attention(h: Tensor) -> Tensor:  # queries from the decoder, keys/values from the encoder
             return self.cross_attn(h, memory, key_padding_mask=memory_key_padding_mask, cache=cross_cache)
 
-        if self.norm_first:
-            x = x + self.dropout(self_attention(self.norm1(x)))
-            x = x + self.dropout(cross_attention(self.norm2(x)))
-            return x + self.dropout(self.ffn(self.norm3(x)))
-        x = self.norm1(x + self.dropout(self_attention(x)))
-        x = self.norm2(x + self.dropout(cross_attention(x)))
-        return self.norm3(x + self.dropout(self.ffn(x)))
+        x = self.add_and_norm(x, self_attention, self.norm1)
+        x = self.add_and_norm(x, cross_attention, self.norm2)
+        return self.add_and_norm(x, self.ffn, self.norm3)
 
 
-class TransformerEncoder(nn.Module):
+class _LayerStack(nn.Module):
     """``num_layers`` copies of a layer, then an optional final LayerNorm (as nn.TransformerEncoder)."""
 
-    def __init__(self, layer: TransformerEncoderLayer, num_layers: int, norm: Optional[nn.Module] = None):
+    def __init__(self, layer: nn.Module, num_layers: int, norm: Optional[nn.Module] = None):
         super().__init__()
         self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
         self.norm = norm
 
-    def forward(self, x: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
-        for layer in self.layers:
-            x = layer(x, key_padding_mask)
+    def final_norm(self, x: Tensor) -> Tensor:
         return self.norm(x) if self.norm is not None else x
 
 
-class TransformerDecoder(nn.Module):
-    def __init__(self, layer: TransformerDecoderLayer, num_layers: int, norm: Optional[nn.Module] = None):
-        super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
-        self.norm = norm
+class TransformerEncoder(_LayerStack):
+    def forward(self, x: Tensor, key_padding_mask: Optional[Tensor] = None) -> Tensor:
+        for layer in self.layers:
+            x = layer(x, key_padding_mask)
+        return self.final_norm(x)
 
+
+class TransformerDecoder(_LayerStack):
     def forward(
         self,
         x: Tensor,
@@ -167,7 +168,7 @@ class TransformerDecoder(nn.Module):
         for index, layer in enumerate(self.layers):
             cache = caches[index] if caches is not None else None
             x = layer(x, memory, tgt_key_padding_mask, memory_key_padding_mask, causal, cache)
-        return self.norm(x) if self.norm is not None else x
+        return self.final_norm(x)
 
 
 class Transformer(nn.Module):
@@ -178,8 +179,8 @@ class Transformer(nn.Module):
         self,
         src_vocab_size: int,
         tgt_vocab_size: int,
-        d_model: int = 512,
-        nhead: int = 8,
+        embed_dim: int = 512,
+        num_heads: int = 8,
         num_encoder_layers: int = 6,
         num_decoder_layers: int = 6,
         dim_feedforward: int = 2048,
@@ -191,29 +192,29 @@ class Transformer(nn.Module):
         pad_id: int = 0,
     ):
         super().__init__()
-        self.d_model = d_model
+        self.embed_dim = embed_dim
         self.pad_id = pad_id
-        self.src_embed = nn.Embedding(src_vocab_size, d_model, padding_idx=pad_id)
-        self.tgt_embed = nn.Embedding(tgt_vocab_size, d_model, padding_idx=pad_id)
-        self.positions = SinusoidalPositionalEncoding(d_model, max_len, dropout)
-        args = (d_model, nhead, dim_feedforward, dropout, activation, norm_first)
-        self.encoder = TransformerEncoder(TransformerEncoderLayer(*args), num_encoder_layers, nn.LayerNorm(d_model))
-        self.decoder = TransformerDecoder(TransformerDecoderLayer(*args), num_decoder_layers, nn.LayerNorm(d_model))
-        self.output = nn.Linear(d_model, tgt_vocab_size, bias=False)
+        self.src_embed = nn.Embedding(src_vocab_size, embed_dim, padding_idx=pad_id)
+        self.tgt_embed = nn.Embedding(tgt_vocab_size, embed_dim, padding_idx=pad_id)
+        self.positions = SinusoidalPositionalEncoding(embed_dim, max_len, dropout)
+        args = (embed_dim, num_heads, dim_feedforward, dropout, activation, norm_first)
+        self.encoder = TransformerEncoder(TransformerEncoderLayer(*args), num_encoder_layers, nn.LayerNorm(embed_dim))
+        self.decoder = TransformerDecoder(TransformerDecoderLayer(*args), num_decoder_layers, nn.LayerNorm(embed_dim))
+        self.output = nn.Linear(embed_dim, tgt_vocab_size, bias=False)
         if tie_output:
             self.output.weight = self.tgt_embed.weight
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """src (B, S) token ids -> memory (B, S, d) and its padding mask (B, S)."""
         padding = src == self.pad_id
-        x = self.positions(self.src_embed(src) * math.sqrt(self.d_model))
+        x = self.positions(self.src_embed(src) * math.sqrt(self.embed_dim))
         return self.encoder(x, padding), padding
 
     def decode(self, tgt: Tensor, memory: Tensor, memory_padding: Tensor,
                caches: Optional[list[dict]] = None, offset: int = 0) -> Tensor:
         """tgt (B, T) -> logits (B, T, V). With ``caches``, tgt holds only the new tokens."""
         padding = None if caches is not None else tgt == self.pad_id
-        x = self.positions(self.tgt_embed(tgt) * math.sqrt(self.d_model), offset=offset)
+        x = self.positions(self.tgt_embed(tgt) * math.sqrt(self.embed_dim), offset=offset)
         return self.output(self.decoder(x, memory, padding, memory_padding, causal=True, caches=caches))
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:

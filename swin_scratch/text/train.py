@@ -10,9 +10,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from swin_scratch.models.generation import GenerationConfig, TransformerStepper, generate
+from swin_scratch.models.generation import GenerationConfig, generate
+from swin_scratch.models.lstm_seq2seq import LSTMSeq2Seq
+from swin_scratch.models.steppers import stepper_for
 from swin_scratch.models.transformer import Transformer
-from swin_scratch.text.lstm_seq2seq import LSTMSeq2Seq, LSTMStepper
 from swin_scratch.text.task import BOS, EOS, PAD, VOCAB_SIZE, batch_tensors, make_split, target_of
 
 
@@ -33,15 +34,11 @@ class TrainConfig:
 
 def build_model(arch: str) -> nn.Module:
     if arch == "transformer":
-        return Transformer(VOCAB_SIZE, VOCAB_SIZE, d_model=64, nhead=4, num_encoder_layers=2, num_decoder_layers=2,
+        return Transformer(VOCAB_SIZE, VOCAB_SIZE, embed_dim=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
                            dim_feedforward=128, dropout=0.0, max_len=64)
     if arch == "lstm":
-        return LSTMSeq2Seq(VOCAB_SIZE, hidden=128)
+        return LSTMSeq2Seq(VOCAB_SIZE, hidden_size=128)
     raise ValueError(f"--arch must be 'transformer' or 'lstm', got {arch!r}")
-
-
-def stepper_for(model: nn.Module):
-    return TransformerStepper(model) if isinstance(model, Transformer) else LSTMStepper(model)
 
 
 def exact_match(model: nn.Module, sources: list[list[int]], num_beams: int, batch_size: int = 100) -> float:
