@@ -8,22 +8,19 @@ import torch
 
 from swin_scratch.benchmark.timing import interleaved_medians, markdown_table
 from swin_scratch.export.backbone import export_backbone
+from swin_scratch.export.runner import onnx_session
 from swin_scratch.models import swin_tiny
 
 
 def onnxruntime_vs_eager(sizes=((224, 224), (800, 1216)), rounds: int = 10, threads: int = 2) -> str:
-    import onnxruntime
-
     torch.set_num_threads(threads)
     model = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3)).eval()
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for height, width in sizes:
             images = torch.rand(1, 3, height, width)
             path = export_backbone(model, images, Path(tmp) / f"swin_{height}x{width}.onnx", "onnx")
-            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(path, threads)
             feed = {"images": images.numpy()}
 
             def eager():

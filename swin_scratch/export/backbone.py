@@ -13,11 +13,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from swin_scratch.export.runner import ExportError, export_format, run_exported, write_export
+
 SIZE_MULTIPLE = 32
-
-
-class ExportError(RuntimeError):
-    """An export that cannot be written or that does not reproduce eager PyTorch."""
 
 
 @dataclass
@@ -89,42 +87,27 @@ def export_backbone(model: nn.Module, example: Tensor, output: str | Path, fmt: 
     """Write ``model`` (a detection-mode SwinTransformer) as TorchScript (.ts) or ONNX (.onnx)."""
     check_export_size(*example.shape[-2:], window_size=model.window_size)
     wrapper = FeatureTuple(model).eval()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        if fmt == "torchscript":
-            traced = torch.jit.trace(wrapper, example, check_trace=False)
-            traced.save(str(output))
-        elif fmt == "onnx":
-            num_outputs = len(wrapper(example))
-            names = [f"stage{i}" for i in range(num_outputs)]
-            dynamic = {"images": {0: "batch", 2: "height", 3: "width"}}
-            dynamic.update({name: {0: "batch", 2: f"{name}_h", 3: f"{name}_w"} for name in names})
-            torch.onnx.export(
-                wrapper, (example,), str(output), input_names=["images"], output_names=names,
-                dynamic_axes=dynamic, opset_version=17, dynamo=False,
-            )
-        else:
-            raise ExportError(f"unknown export format {fmt!r}; use 'torchscript' or 'onnx'")
+    onnx_options = _onnx_names_and_dynamic_axes(wrapper, example) if fmt == "onnx" else {}
+    output = write_export(wrapper, (example,), output, fmt, **onnx_options)
     meta = {"trace_size": list(example.shape[-2:]), "window_size": model.window_size}
     _meta_path(output).write_text(json.dumps(meta))
     return output
 
 
+def _onnx_names_and_dynamic_axes(wrapper: FeatureTuple, example: Tensor) -> dict:
+    """Input ``images`` and outputs ``stage<i>``, with batch, height and width left dynamic."""
+    with torch.no_grad():
+        names = [f"stage{i}" for i in range(len(wrapper(example)))]
+    dynamic = {"images": {0: "batch", 2: "height", 3: "width"}}
+    dynamic.update({name: {0: "batch", 2: f"{name}_h", 3: f"{name}_w"} for name in names})
+    return {"input_names": ["images"], "output_names": names, "dynamic_axes": dynamic}
+
+
 def run_exported_backbone(path: str | Path, images: Tensor) -> list[Tensor]:
-    """Run an exported backbone file: TorchScript through torch.jit.load, ONNX through onnxruntime (CPU)."""
+    """Run an exported backbone file (:func:`~.runner.run_exported`) after checking it serves this size."""
     meta = json.loads(_meta_path(path).read_text())
     check_export_size(*images.shape[-2:], window_size=meta["window_size"], trace_size=tuple(meta["trace_size"]))
-    path = Path(path)
-    if path.suffix == ".onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        outputs = session.run(None, {"images": images.numpy()})
-        return [torch.from_numpy(o) for o in outputs]
-    module = torch.jit.load(str(path))
-    with torch.no_grad():
-        return list(module(images))
+    return run_exported(path, images)
 
 
 def verify_backbone(model: nn.Module, path: str | Path, images: Tensor, tolerance: float = 1e-4) -> Verification:
@@ -139,8 +122,7 @@ def verify_backbone(model: nn.Module, path: str | Path, images: Tensor, toleranc
         if e.shape != a.shape:
             raise ExportError(f"{path}: output shape {tuple(a.shape)} != eager {tuple(e.shape)} at input {tuple(images.shape)}")
         worst = max(worst, relative_error(e, a))
-    fmt = "onnx" if Path(path).suffix == ".onnx" else "torchscript"
-    result = Verification(fmt, tuple(images.shape), worst, tolerance)
+    result = Verification(export_format(path), tuple(images.shape), worst, tolerance)
     if not result.ok:
         raise ExportError(f"{path}: {result}")
     return result

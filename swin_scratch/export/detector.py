@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from swin_scratch.export.backbone import ExportError
+from swin_scratch.export.runner import ExportError, export_format, run_exported, write_export
 
 
 def _adapter(model: nn.Module, image: Tensor):
@@ -45,18 +45,8 @@ class DetectorVerification:
 
 def export_detector(model: nn.Module, image: Tensor, output: str | Path, fmt: str) -> Path:
     """Trace ``model`` (eval mode) on ``image`` (3, H, W uint8/float) and write TorchScript or ONNX."""
-    model = model.eval()
-    adapter = _adapter(model, image)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        if fmt == "torchscript":
-            traced = torch.jit.trace(adapter, adapter.flattened_inputs, check_trace=False)
-            traced.save(str(output))
-        elif fmt == "onnx":
-            torch.onnx.export(adapter, adapter.flattened_inputs, str(output), opset_version=17, dynamo=False)
-        else:
-            raise ExportError(f"unknown export format {fmt!r}; use 'torchscript' or 'onnx'")
+    adapter = _adapter(model.eval(), image)
+    output = write_export(adapter, adapter.flattened_inputs, output, fmt)
     # the output schema (which flat tensor is boxes, scores, ...) is needed to read results back
     torch.save({"outputs_schema": repr(adapter.outputs_schema), "image_shape": list(image.shape)},
                str(output) + ".meta.pth")
@@ -71,6 +61,7 @@ def _flat_outputs_eager(model: nn.Module, image: Tensor) -> tuple[list[Tensor], 
 
 
 def run_exported_detector(path: str | Path, image: Tensor) -> list[Tensor]:
+    """Run an exported detector file (:func:`~.runner.run_exported`) on an image of its traced size."""
     path = Path(path)
     meta = torch.load(str(path) + ".meta.pth", weights_only=True)
     if list(image.shape) != meta["image_shape"]:
@@ -78,23 +69,14 @@ def run_exported_detector(path: str | Path, image: Tensor) -> list[Tensor]:
             f"{path} was traced at image shape {tuple(meta['image_shape'])}; exported detectors only accept that "
             f"size (got {tuple(image.shape)}). Resize/pad to it, or export the backbone, which takes any multiple of 32."
         )
-    if path.suffix == ".onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        return [torch.from_numpy(o) for o in session.run(None, {name: image.numpy()})]
-    module = torch.jit.load(str(path))
-    with torch.no_grad():
-        return list(module(image))
+    return run_exported(path, image)
 
 
 def verify_detector(model: nn.Module, path: str | Path, image: Tensor, tolerance: float = 1e-3) -> DetectorVerification:
     """Same image through eager and exported model; boxes/scores/masks compared, classes exactly."""
     expected, schema = _flat_outputs_eager(model, image)
     actual = run_exported_detector(path, image)
-    fmt = "onnx" if Path(path).suffix == ".onnx" else "torchscript"
-    result = DetectorVerification(fmt, tuple(image.shape), tolerance=tolerance)
+    result = DetectorVerification(export_format(path), tuple(image.shape), tolerance=tolerance)
     if len(actual) != len(expected):
         raise ExportError(f"{path}: {len(actual)} outputs, eager has {len(expected)}")
     names = _output_names(schema, len(expected))
