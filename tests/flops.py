@@ -1,4 +1,5 @@
-"""FLOP counting with fvcore, including the fused attention op fvcore does not know.
+"""FLOP counting with fvcore, including the fused attention op fvcore does not know (test helper:
+the package itself never counts FLOPs).
 
 fvcore counts one multiply-add as one FLOP (the convention of the Swin paper's table). It
 has no handle for ``aten::scaled_dot_product_attention`` and would silently skip it; the

@@ -1,1 +1,0 @@
-"""Utilities: FLOP counting."""
