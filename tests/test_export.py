@@ -49,6 +49,12 @@ def test_small_inputs_get_their_own_export(backbone, tmp_path):
         run_exported_backbone(path, torch.rand(1, 3, 256, 256))
 
 
+def test_an_unknown_format_is_refused_before_anything_is_written(backbone, tmp_path):
+    with pytest.raises(ExportError, match="unknown export format 'tflite'"):
+        export_backbone(backbone, torch.rand(1, 3, 256, 256), tmp_path / "out" / "swin.tflite", "tflite")
+    assert not (tmp_path / "out").exists()
+
+
 def test_verification_fails_loudly_when_the_export_is_wrong(backbone, tmp_path):
     path = export_backbone(backbone, torch.rand(1, 3, 256, 256), tmp_path / "swin.ts", "torchscript")
     changed = SwinTransformer(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), num_classes=0,

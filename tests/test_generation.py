@@ -11,7 +11,8 @@ from swin_scratch.models.generation import (
     generate,
     with_overrides,
 )
-from swin_scratch.models.steppers import TransformerStepper
+from swin_scratch.models.lstm_seq2seq import LSTMSeq2Seq
+from swin_scratch.models.steppers import LSTMStepper, TransformerStepper
 from swin_scratch.models.transformer import Transformer
 
 
@@ -44,6 +45,17 @@ def test_greedy_picks_the_argmax_at_every_step(model):
     for token in greedy:
         logits = model.decode(torch.tensor([prefix]), memory, padding)[0, -1]
         assert token == int(logits.argmax())
+        prefix.append(token)
+
+
+def test_lstm_greedy_picks_the_argmax_of_the_full_forward_at_every_step():
+    torch.manual_seed(0)
+    lstm = LSTMSeq2Seq(20, hidden_size=16).eval()
+    src = torch.randint(3, 20, (1, 6))
+    (greedy,) = generate(LSTMStepper(lstm), src, GenerationConfig(max_length=6))
+    prefix = [1]
+    for token in greedy:
+        assert token == int(lstm(src, torch.tensor([prefix]))[0, -1].argmax())
         prefix.append(token)
 
 
