@@ -45,15 +45,19 @@ setup-upstream: $(UPSTREAM_STAMP)
 
 $(UPSTREAM_STAMP): $(STAMP) $(DETECTRON2_WHEEL)
 	@echo "== building $(UPSTREAM_VENV) on $(VENV)'s packages with $(DETECTRON2_WHEEL) =="
-	echo "$(DETECTRON2_WHEEL_SHA256)  $(DETECTRON2_WHEEL)" | sha256sum --check --strict
+	@echo "$(DETECTRON2_WHEEL_SHA256)  $(DETECTRON2_WHEEL)" | sha256sum --check --strict \
+		|| { echo "error: $(DETECTRON2_WHEEL): sha256 is not $(DETECTRON2_WHEEL_SHA256); use the wheel its README describes" >&2; exit 2; }
 	rm -rf $(UPSTREAM_VENV)
 	$(PY) -m venv --without-pip $(UPSTREAM_VENV)
-	$(UPSTREAM_PY) -c "import site, sys; print(f'import site; site.addsitedir({sys.argv[1]!r})')" \
+	$(UPSTREAM_PY) -c "import sys; print(f'import site; site.addsitedir({sys.argv[1]!r})')" \
 		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
 		> "$$($(UPSTREAM_PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/swin_scratch_base_venv.pth"
 	DETECTRON2_SPEC=$(DETECTRON2_WHEEL) $(UPSTREAM_PY) -m swin_scratch.compat.install_detectron2
 	$(UPSTREAM_PY) -m swin_scratch.env
 	@touch $(UPSTREAM_STAMP)
+
+$(DETECTRON2_WHEEL):
+	@echo "error: $(DETECTRON2_WHEEL) not found; make test-upstream needs upstream detectron2's wheel: set DETECTRON2_WHEEL=<path> (and DETECTRON2_WHEEL_SHA256=<its sha256>)" >&2; exit 2
 
 # SWIN_SCRATCH_EXPECT_COMPILED_OPS: tests of detectron2's compiled ops must run here, never skip
 test-upstream: $(UPSTREAM_STAMP)

@@ -15,6 +15,15 @@ CASES = {
 }
 
 
+def has_compiled_extension() -> bool:
+    """Whether detectron2's compiled C++ ops (``detectron2._C``) import: case b yes, case c no."""
+    try:
+        importlib.import_module("detectron2._C")
+        return True
+    except ImportError:
+        return False
+
+
 def _nms_rotated_on_cpu() -> None:
     import torch
     from detectron2.layers import nms_rotated
@@ -59,11 +68,6 @@ def detectron2_report() -> dict:
     except ImportError as err:
         return {"installed": False, "error": str(err)}
     try:
-        importlib.import_module("detectron2._C")
-        compiled = True
-    except ImportError:
-        compiled = False
-    try:
         recorded = json.loads(RECORD_PATH.read_text())
     except (OSError, ValueError):
         recorded = {"case": "a", "detail": "no install record; assumed pre-installed"}
@@ -71,7 +75,7 @@ def detectron2_report() -> dict:
         "installed": True,
         "version": detectron2.__version__,
         "location": detectron2.__path__[0],
-        "compiled_extension": compiled,
+        "compiled_extension": has_compiled_extension(),
         "compiled_ops": compiled_ops_report(),
         "case": recorded.get("case"),
         "how": CASES.get(recorded.get("case"), "unknown"),

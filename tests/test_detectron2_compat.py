@@ -14,20 +14,13 @@ import torch
 
 from swin_scratch.compat import detectron2_fixes
 from swin_scratch.compat.detectron2_fixes import ADDED_FILES, FIXES, apply_fixes, mend_installed
+from swin_scratch.env import has_compiled_extension
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _has_compiled_extension() -> bool:
-    try:
-        importlib.import_module("detectron2._C")
-        return True
-    except ImportError:
-        return False
-
-
 needs_fallback_install = pytest.mark.skipif(
-    _has_compiled_extension(), reason="detectron2 has its compiled extension (case a/b install)"
+    has_compiled_extension(), reason="detectron2 has its compiled extension (case a/b install)"
 )
 
 
@@ -47,7 +40,7 @@ def _write_pristine_tree(root: Path) -> None:
     }
     for fix in FIXES:
         text = snippets.get(fix.path)
-        if text is None and fix.path.endswith(("deform_conv.py", "rotated_boxes.py", "roi_align_rotated.py", "fast_eval_api.py")):
+        if text is None and fix.for_missing_extension:
             text = "import torch\nfrom detectron2 import _C\n"
         if text is None:
             text = "x = np.zeros(3).astype(np.bool)\ny = np.int64(1)\nz = np.float\n"

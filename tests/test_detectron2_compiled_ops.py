@@ -7,7 +7,6 @@ so there a missing or broken extension fails instead of skipping.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 import os
@@ -16,17 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-
-def _has_compiled_extension() -> bool:
-    try:
-        importlib.import_module("detectron2._C")
-        return True
-    except ImportError:
-        return False
-
+from swin_scratch.env import has_compiled_extension
 
 pytestmark = pytest.mark.skipif(
-    not _has_compiled_extension() and not os.environ.get("SWIN_SCRATCH_EXPECT_COMPILED_OPS"),
+    not has_compiled_extension() and not os.environ.get("SWIN_SCRATCH_EXPECT_COMPILED_OPS"),
     reason="detectron2 installed without its compiled extension (case c)",
 )
 
@@ -45,7 +37,7 @@ def _xyxy_to_rotated(boxes: torch.Tensor, angle: float = 0.0) -> torch.Tensor:
 
 
 def test_extension_is_present_where_expected():
-    assert _has_compiled_extension(), "SWIN_SCRATCH_EXPECT_COMPILED_OPS is set but detectron2._C does not import"
+    assert has_compiled_extension(), "SWIN_SCRATCH_EXPECT_COMPILED_OPS is set but detectron2._C does not import"
 
 
 def test_env_reports_the_compiled_ops_working():

@@ -189,7 +189,7 @@ def install() -> str:
     if spec and previous.get("spec") != spec:
         # asked for explicitly: replaces whatever detectron2 is importable (even one that a
         # venv built on another venv's packages sees through a .pth)
-        pip_install("--no-build-isolation", spec)
+        pip_install("--quiet", "--no-build-isolation", spec)
         return mend_spec_install(spec, previous)
     if previous.get("case") == "b" and detectron2_imports():
         # the fix table may have grown since: mending is idempotent, so run it again
