@@ -186,15 +186,16 @@ def install() -> str:
         log("the compatibility fixes changed since detectron2 was installed; reinstalling it")
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "detectron2"], check=True)
     spec = os.environ.get("DETECTRON2_SPEC")
-    if spec and previous.get("spec") != spec:
+    importable = detectron2_imports()
+    if spec and (previous.get("spec") != spec or not importable):
         # asked for explicitly: replaces whatever detectron2 is importable (even one that a
         # venv built on another venv's packages sees through a .pth)
         pip_install("--quiet", "--no-build-isolation", spec)
         return mend_spec_install(spec, previous)
-    if previous.get("case") == "b" and detectron2_imports():
+    if previous.get("case") == "b" and importable:
         # the fix table may have grown since: mending is idempotent, so run it again
         return mend_spec_install(previous["spec"], previous)
-    if detectron2_imports():
+    if importable:
         if not RECORD_PATH.exists():
             record("a", "detectron2 already importable; kept as is", [])
         log("detectron2 already imports; keeping it (case a)")
