@@ -179,8 +179,8 @@ FIXES: tuple[SourceFix, ...] = (
     ),
     SourceFix(
         "detectron2/projects/panoptic_deeplab/dataset_mapper.py",
-        "imports panopticapi (not on PyPI) at module level, so detectron2.projects.panoptic_deeplab "
-        "did not import; the import moves into the mapper, the one place that uses it",
+        "imports panopticapi (installed from GitHub, not PyPI) at module level, so "
+        "detectron2.projects.panoptic_deeplab did not import; the import moves into the mapper, its only user",
         _replace_each(
             ("import torch\nfrom panopticapi.utils import rgb2id\n", "import torch\n"),
             (
