@@ -1,5 +1,7 @@
 # Two commands do all set-up: `make test` and `make demo`. Each (re)builds .venv only when it is
 # missing or older than the files that define it, and reuses it otherwise.
+# `make test-upstream` runs the suite again against upstream detectron2 (a wheel with its compiled
+# ops) in .venv-upstream, a venv layered on .venv's packages (torch is not installed twice).
 PYTHON_BOOTSTRAP ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,9 +10,17 @@ TORCH_SPEC := torch==2.14.1 torchvision==0.29.1
 ENV_INPUTS := setup.py Makefile swin_scratch/compat/detectron2_fixes.py swin_scratch/compat/install_detectron2.py
 PYTEST_ARGS ?=
 
+UPSTREAM_VENV := .venv-upstream
+UPSTREAM_PY := $(UPSTREAM_VENV)/bin/python
+UPSTREAM_STAMP := $(UPSTREAM_VENV)/.swin_scratch-installed
+# upstream detectron2 main (02b5c4e) built for CPython 3.11 + torch 2.14.1 with its CPU ops; CI's
+# checkout has shared/ beside it (see the README next to the wheel)
+DETECTRON2_WHEEL ?= ../shared/wheels/detectron2-0.6-cp311-cp311-linux_x86_64.whl
+DETECTRON2_WHEEL_SHA256 ?= dc82709c470aa944aecb010a2c9fda921056625a28fac3fb94f8398b7dd4642f
+
 DEMO_OUT := output/swin_shapes
 
-.PHONY: setup test test-fast demo clean-venv
+.PHONY: setup setup-upstream test test-upstream test-fast demo clean-venv
 
 setup: $(STAMP)
 
@@ -26,6 +36,32 @@ $(STAMP): $(ENV_INPUTS)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# .venv-upstream: no pip/setuptools of its own (--without-pip); a .pth adds .venv's site-packages
+# (and runs its .pth files: the editable swin_scratch) after its own, so pip there sees torch & co.
+# as installed and adds only what the wheel needs beyond them. The installer's case b installs the
+# sha256-checked wheel and mends it with the same fix table as case c.
+setup-upstream: $(UPSTREAM_STAMP)
+
+$(UPSTREAM_STAMP): $(STAMP) $(DETECTRON2_WHEEL)
+	@echo "== building $(UPSTREAM_VENV) on $(VENV)'s packages with $(DETECTRON2_WHEEL) =="
+	@echo "$(DETECTRON2_WHEEL_SHA256)  $(DETECTRON2_WHEEL)" | sha256sum --check --strict \
+		|| { echo "error: $(DETECTRON2_WHEEL): sha256 is not $(DETECTRON2_WHEEL_SHA256); use the wheel its README describes" >&2; exit 2; }
+	rm -rf $(UPSTREAM_VENV)
+	$(PY) -m venv --without-pip $(UPSTREAM_VENV)
+	$(UPSTREAM_PY) -c "import sys; print(f'import site; site.addsitedir({sys.argv[1]!r})')" \
+		"$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+		> "$$($(UPSTREAM_PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/swin_scratch_base_venv.pth"
+	DETECTRON2_SPEC=$(DETECTRON2_WHEEL) $(UPSTREAM_PY) -m swin_scratch.compat.install_detectron2
+	$(UPSTREAM_PY) -m swin_scratch.env
+	@touch $(UPSTREAM_STAMP)
+
+$(DETECTRON2_WHEEL):
+	@echo "error: $(DETECTRON2_WHEEL) not found; make test-upstream needs upstream detectron2's wheel: set DETECTRON2_WHEEL=<path> (and DETECTRON2_WHEEL_SHA256=<its sha256>)" >&2; exit 2
+
+# SWIN_SCRATCH_EXPECT_COMPILED_OPS: tests of detectron2's compiled ops must run here, never skip
+test-upstream: $(UPSTREAM_STAMP)
+	SWIN_SCRATCH_EXPECT_COMPILED_OPS=1 $(UPSTREAM_PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not slow" $(PYTEST_ARGS)
@@ -45,4 +81,4 @@ demo: $(STAMP)
 	@echo "predictions:  $(DEMO_OUT)/predictions/*_pred.png"
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(UPSTREAM_VENV)

@@ -60,3 +60,30 @@ def test_env_module_reports_how_detectron2_was_installed():
     assert result.returncode == 0, result.stderr
     assert "detectron2" in result.stdout
     assert re.search(r"case [abc]: ", result.stdout)
+    for op in ("nms_rotated", "roi_align_rotated"):
+        assert re.search(rf"compiled op {op} on CPU: (works|fails: )", result.stdout)
+    assert re.search(r"compat fixes applied \((\d+)\): ", result.stdout)
+
+
+def test_env_reports_compiled_ops_working_exactly_when_the_extension_exists():
+    from swin_scratch.env import compiled_ops_report, detectron2_report
+
+    report = compiled_ops_report()
+    assert set(report) == {"nms_rotated", "roi_align_rotated"}
+    if detectron2_report()["compiled_extension"]:
+        assert set(report.values()) == {"works"}
+    else:
+        assert all(outcome.startswith("fails: RuntimeError: detectron2._C.") for outcome in report.values()), report
+
+
+def test_install_record_lists_the_fixes_this_detectron2_carries():
+    """Case c carries every fix; case b only fixes, none of them about a missing extension."""
+    from swin_scratch.compat.detectron2_fixes import ADDED_FILES, FIXES
+    from swin_scratch.env import detectron2_report
+
+    report = detectron2_report()
+    applied = set(report["fixes_applied"])
+    if report["case"] == "c":
+        assert applied == {fix.path for fix in FIXES} | set(ADDED_FILES)
+    elif report["case"] == "b":
+        assert applied <= {fix.path for fix in FIXES if not fix.for_missing_extension}

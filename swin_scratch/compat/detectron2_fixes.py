@@ -1,10 +1,16 @@
 """Every change this project makes to detectron2 v0.6's Python sources, in one table.
 
-Used only by the fallback install (case c in :mod:`swin_scratch.compat.install_detectron2`):
-PyPI's ``pb1-detectron2==0.6`` carries detectron2 v0.6 without its C++/CUDA sources, and the
-2021 code predates NumPy 2, Pillow 10 and setuptools without ``pkg_resources``. Each
-:class:`SourceFix` names the file, the reason, and the literal text it replaces, so the list
-doubles as documentation (README "detectron2 compatibility fixes") and is checked by tests.
+Two installs use the same table (:mod:`swin_scratch.compat.install_detectron2`):
+
+- case c, :func:`apply_fixes`: PyPI's ``pb1-detectron2==0.6`` carries detectron2 v0.6 without
+  its C++/CUDA sources, and the 2021 code predates NumPy 2, Pillow 10, Python 3.11, torch 2 and
+  setuptools without ``pkg_resources``. Every fix must match (the sources are sha256-pinned).
+- case b, :func:`mend_installed`: an installed detectron2 (e.g. upstream main, with its compiled
+  ops) gets the fixes that are not about the missing extension, each only where its buggy text
+  is still there; upstream has fixed some of them, not all.
+
+Each :class:`SourceFix` names the file, the reason, and the literal text it replaces, so the
+list doubles as documentation (docs/detectron2-install.md) and is checked by tests.
 
 This module is plain Python with no third-party imports: the installer runs it before
 torch or detectron2 is importable.
@@ -58,7 +64,9 @@ _NUMPY_ALIAS = re.compile(r"\bnp\.(bool|int|float|str|object)\b(?![_\d])")
 class SourceFix:
     path: str  # relative to the directory that holds the ``detectron2`` package
     reason: str
-    apply: Callable[[str], str]
+    apply: Callable[[str], str]  # raises ValueError when the buggy text is absent
+    # True: only an install without detectron2._C needs it (never applied to case b)
+    for_missing_extension: bool = False
 
 
 def _replace(old: str, new: str) -> Callable[[str], str]:
@@ -66,6 +74,17 @@ def _replace(old: str, new: str) -> Callable[[str], str]:
         if old not in text:
             raise ValueError(f"expected text not found: {old!r}")
         return text.replace(old, new)
+
+    return apply
+
+
+def _replace_each(*pairs: tuple[str, str]) -> Callable[[str], str]:
+    """Several replacements in one file; each old text must be present."""
+
+    def apply(text: str) -> str:
+        for old, new in pairs:
+            text = _replace(old, new)(text)
+        return text
 
     return apply
 
@@ -90,6 +109,7 @@ FIXES: tuple[SourceFix, ...] = (
             "imports the compiled extension detectron2._C at module level; made lazy so "
             "`import detectron2.layers` works and only calling the op raises a clear error",
             _replace(_C_IMPORT, LAZY_C_IMPORT),
+            for_missing_extension=True,
         )
         for name in ("deform_conv", "rotated_boxes", "roi_align_rotated")
     ),
@@ -98,6 +118,7 @@ FIXES: tuple[SourceFix, ...] = (
         "imports detectron2._C at module level; without it COCOeval_opt falls back to "
         "pycocotools' COCOeval (identical numbers, slower)",
         _append(FAST_EVAL_FALLBACK, _replace(_C_IMPORT, LAZY_C_IMPORT)),
+        for_missing_extension=True,
     ),
     SourceFix(
         "detectron2/layers/nms.py",
@@ -110,14 +131,15 @@ FIXES: tuple[SourceFix, ...] = (
             "        return _C.nms_rotated(boxes, scores, iou_threshold)\n"
             "    return torch.ops.detectron2.nms_rotated(boxes, scores, iou_threshold)\n",
         ),
+        for_missing_extension=True,
     ),
     SourceFix(
         "detectron2/export/__init__.py",
         "imports the Caffe2 export API, and Caffe2 is no longer part of PyTorch; the import is made "
         "optional so TracingAdapter and the TorchScript helpers (torch.jit / ONNX export) work",
         _replace(
-            "from .api import *\n",
-            "try:\n    from .api import *\nexcept ImportError:  # swin_scratch: caffe2 left PyTorch; Caffe2 export unavailable\n    pass\n",
+            "\nfrom .api import *\n",  # unindented: upstream main already imports it conditionally
+            "\ntry:\n    from .api import *\nexcept ImportError:  # swin_scratch: caffe2 left PyTorch; Caffe2 export unavailable\n    pass\n",
         ),
     ),
     SourceFix(
@@ -129,11 +151,43 @@ FIXES: tuple[SourceFix, ...] = (
         "detectron2/model_zoo/model_zoo.py",
         "imports pkg_resources, which current setuptools no longer ships; the configs are "
         "package files, found next to the module instead",
-        lambda text: _replace("import pkg_resources\n", "")(
-            _replace(
+        _replace_each(
+            ("import pkg_resources\n", ""),
+            (
                 'cfg_file = pkg_resources.resource_filename(\n        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )',
                 'cfg_file = os.path.join(os.path.dirname(__file__), "configs", config_path)',
-            )(text)
+            ),
+        ),
+    ),
+    SourceFix(
+        "detectron2/data/common.py",
+        "MapDataset retries a sample whose mapper returned None with random.sample(<set>), a "
+        "TypeError since Python 3.11 (training crashed instead of skipping the sample)",
+        _replace(
+            "self._rng.sample(self._fallback_candidates, k=1)[0]",
+            "self._rng.sample(list(self._fallback_candidates), k=1)[0]",
+        ),
+    ),
+    SourceFix(
+        "detectron2/engine/hooks.py",
+        "the LRScheduler hook saved only torch.optim.lr_scheduler._LRScheduler subclasses; torch>=2's "
+        "own schedulers derive from LRScheduler, so a resumed run restarted their schedule",
+        _replace(
+            "isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler)",
+            "isinstance(self.scheduler, torch.optim.lr_scheduler.LRScheduler)",
+        ),
+    ),
+    SourceFix(
+        "detectron2/projects/panoptic_deeplab/dataset_mapper.py",
+        "imports panopticapi (installed from GitHub, not PyPI) at module level, so "
+        "detectron2.projects.panoptic_deeplab did not import; the import moves into the mapper, its only user",
+        _replace_each(
+            ("import torch\nfrom panopticapi.utils import rgb2id\n", "import torch\n"),
+            (
+                "        targets = self.panoptic_target_generator(rgb2id(pan_seg_gt),",
+                "        from panopticapi.utils import rgb2id  # swin_scratch: needed only here\n\n"
+                "        targets = self.panoptic_target_generator(rgb2id(pan_seg_gt),",
+            ),
         ),
     ),
     *(
@@ -157,21 +211,43 @@ FIXES: tuple[SourceFix, ...] = (
 ADDED_FILES: dict[str, str] = {"detectron2/_missing_extension.py": MISSING_EXTENSION_MODULE}
 
 
+def _apply(root: Path, fix: SourceFix) -> None:
+    """Rewrite one file; ValueError (naming the file) when its buggy text is absent."""
+    path = root / fix.path
+    try:
+        path.write_text(fix.apply(path.read_text()))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot apply detectron2 fix to {path}: {err}") from err
+
+
 def apply_fixes(source_root: str | Path) -> list[str]:
-    """Apply every fix to a detectron2 source tree in place; returns the changed paths.
+    """Apply every fix to pb1-detectron2's source tree in place (case c); returns the changed paths.
 
     Raises ValueError naming the file if a fix no longer matches (a different detectron2).
     """
     root = Path(source_root)
-    changed = []
     for fix in FIXES:
-        path = root / fix.path
-        try:
-            path.write_text(fix.apply(path.read_text()))
-        except (OSError, ValueError) as err:
-            raise ValueError(f"cannot apply detectron2 fix to {path}: {err}") from err
-        changed.append(fix.path)
+        _apply(root, fix)
     for rel, content in ADDED_FILES.items():
         (root / rel).write_text(content)
-        changed.append(rel)
-    return changed
+    return [fix.path for fix in FIXES] + list(ADDED_FILES)
+
+
+def mend_installed(package_parent: str | Path) -> list[str]:
+    """Apply to an installed detectron2 (case b) each fix whose buggy text it still has.
+
+    ``package_parent`` is the directory holding the ``detectron2`` package (site-packages).
+    Fixes for a missing compiled extension are left out: this detectron2 has its own ops.
+    Idempotent: a fixed file no longer holds the buggy text. Returns the paths changed now.
+    """
+    root = Path(package_parent)
+    mended = []
+    for fix in FIXES:
+        if fix.for_missing_extension or not (root / fix.path).is_file():
+            continue
+        try:
+            _apply(root, fix)
+        except ValueError:
+            continue  # this detectron2 has no such bug (fixed upstream)
+        mended.append(fix.path)
+    return mended

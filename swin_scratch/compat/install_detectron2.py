@@ -3,13 +3,18 @@
 Run as ``python -m swin_scratch.compat.install_detectron2`` (``make setup`` does). Order:
 
 a. keep a detectron2 that already imports;
-b. if ``DETECTRON2_SPEC`` is set (git URL, local checkout, wheel), ``pip install`` it;
+b. if ``DETECTRON2_SPEC`` is set (git URL, local checkout, wheel), ``pip install`` it, then
+   mend the installed tree with :func:`~swin_scratch.compat.detectron2_fixes.mend_installed`
+   (the fixes it still needs, e.g. ``pkg_resources`` in ``model_zoo`` for upstream main);
 c. otherwise download PyPI's ``pb1-detectron2==0.6`` source distribution (detectron2 v0.6's
-   Python sources without the C++/CUDA ones), apply :mod:`swin_scratch.compat.detectron2_fixes`,
-   and install the pure-Python package as ``detectron2`` without the compiled extension.
+   Python sources and projects, without the C++/CUDA sources), apply
+   :mod:`swin_scratch.compat.detectron2_fixes`, and install the pure-Python package as
+   ``detectron2`` (with ``detectron2.projects.point_rend/deeplab/panoptic_deeplab``, as upstream's
+   setup.py maps them) without the compiled extension.
 
-The chosen case is recorded in ``<prefix>/share/swin_scratch/detectron2_install.json`` and
-reported by ``python -m swin_scratch.env``. Uses only the standard library and pip.
+The chosen case and the fixes applied are recorded in
+``<prefix>/share/swin_scratch/detectron2_install.json`` and reported by
+``python -m swin_scratch.env``. Uses only the standard library and pip.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from swin_scratch.compat.detectron2_fixes import apply_fixes
+from swin_scratch.compat.detectron2_fixes import apply_fixes, mend_installed
 
 SDIST_NAME = "pb1-detectron2"
 SDIST_VERSION = "0.6"
@@ -33,8 +38,9 @@ SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
 FALLBACK_VERSION = "0.6+pb1.swinscratch"
 RECORD_PATH = Path(sys.prefix) / "share" / "swin_scratch" / "detectron2_install.json"
 
-# detectron2 v0.6's pure-Python runtime dependencies (its setup.py minus black/pydot/future,
-# which only its dev tools use; fvcore/iopath unpinned because current releases work).
+# detectron2 v0.6's pure-Python runtime dependencies (its setup.py minus pydot/future, which only
+# the Caffe2 export uses; fvcore/iopath unpinned because current releases work). black formats
+# LazyConfig.to_py's output (upstream main lists it too).
 FALLBACK_REQUIRES = [
     "Pillow>=7.1",
     "matplotlib",
@@ -49,7 +55,17 @@ FALLBACK_REQUIRES = [
     "iopath>=0.1.7",
     "omegaconf>=2.1",
     "hydra-core>=1.1",
+    "black",
 ]
+
+# detectron2's setup.py installs these sdist folders as detectron2.projects.<name> (with
+# package_dir). The staging tree copies them to detectron2/projects/<name>, the same installed
+# layout, so one fix path (detectron2/projects/...) is right for both the sdist and an installed tree.
+PROJECTS = {
+    "point_rend": "projects/PointRend/point_rend",
+    "deeplab": "projects/DeepLab/deeplab",
+    "panoptic_deeplab": "projects/Panoptic-DeepLab/panoptic_deeplab",
+}
 
 STAGING_SETUP = """from setuptools import find_namespace_packages, setup
 
@@ -109,13 +125,15 @@ def download_sdist(dest: Path) -> Path:
 
 
 def build_staging_tree(sdist: Path, staging: Path) -> list[str]:
-    """Unpack only the ``detectron2`` package, fix it, and write a minimal setup.py next to it."""
+    """Unpack the ``detectron2`` package and its projects, fix them, and write a minimal setup.py."""
     with tarfile.open(sdist) as archive:
         archive.extractall(staging, filter="data")
     source = staging / f"{SDIST_NAME}-{SDIST_VERSION}"
     tree = staging / "tree"
     tree.mkdir()
     shutil.copytree(source / "detectron2", tree / "detectron2")
+    for name, folder in PROJECTS.items():
+        shutil.copytree(source / folder, tree / "detectron2" / "projects" / name)
     changed = apply_fixes(tree)
     (tree / "setup.py").write_text(STAGING_SETUP.format(version=FALLBACK_VERSION, requires=FALLBACK_REQUIRES))
     return changed
@@ -134,10 +152,32 @@ def read_record() -> dict:
         return {}
 
 
-def record(case: str, detail: str) -> None:
+def record(case: str, detail: str, fixes_applied: list[str], spec: str | None = None) -> None:
     RECORD_PATH.parent.mkdir(parents=True, exist_ok=True)
-    entry = {"case": case, "detail": detail, "fixes_sha256": fixes_fingerprint() if case == "c" else None}
+    entry = {
+        "case": case,
+        "detail": detail,
+        "spec": spec,
+        "fixes_sha256": fixes_fingerprint() if case in ("b", "c") else None,
+        "fixes_applied": sorted(set(fixes_applied)),
+    }
     RECORD_PATH.write_text(json.dumps(entry, indent=2) + "\n")
+
+
+def installed_package_parent() -> Path:
+    """The directory holding the installed ``detectron2`` package (asked in a fresh interpreter)."""
+    probe = "import importlib.util; print(importlib.util.find_spec('detectron2').submodule_search_locations[0])"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return Path(result.stdout.strip()).parent
+
+
+def mend_spec_install(spec: str, previous: dict) -> str:
+    """Case b: mend the installed detectron2 where it still has a bug the fix table knows."""
+    mended = mend_installed(installed_package_parent())
+    log(f"mended {len(mended)} file(s) of the installed detectron2: {', '.join(mended) or 'none needed'}")
+    earlier = previous.get("fixes_applied", []) if previous.get("spec") == spec else []
+    record("b", f"pip install {spec}", earlier + mended, spec=spec)
+    return "b"
 
 
 def install() -> str:
@@ -145,16 +185,21 @@ def install() -> str:
     if previous.get("case") == "c" and previous.get("fixes_sha256") != fixes_fingerprint():
         log("the compatibility fixes changed since detectron2 was installed; reinstalling it")
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "detectron2"], check=True)
-    if detectron2_imports():
+    spec = os.environ.get("DETECTRON2_SPEC")
+    importable = detectron2_imports()
+    if spec and (previous.get("spec") != spec or not importable):
+        # asked for explicitly: replaces whatever detectron2 is importable (even one that a
+        # venv built on another venv's packages sees through a .pth)
+        pip_install("--quiet", "--no-build-isolation", spec)
+        return mend_spec_install(spec, previous)
+    if previous.get("case") == "b" and importable:
+        # the fix table may have grown since: mending is idempotent, so run it again
+        return mend_spec_install(previous["spec"], previous)
+    if importable:
         if not RECORD_PATH.exists():
-            record("a", "detectron2 already importable; kept as is")
+            record("a", "detectron2 already importable; kept as is", [])
         log("detectron2 already imports; keeping it (case a)")
         return "a"
-    spec = os.environ.get("DETECTRON2_SPEC")
-    if spec:
-        pip_install("--no-build-isolation", spec)
-        record("b", f"pip install {spec}")
-        return "b"
     with tempfile.TemporaryDirectory(prefix="d2-fallback-") as tmp:
         staging = Path(tmp)
         sdist = download_sdist(staging)
@@ -163,7 +208,8 @@ def install() -> str:
         pip_install("--quiet", "--no-build-isolation", str(staging / "tree"))
     if not detectron2_imports():
         raise RuntimeError("detectron2 was installed from pb1-detectron2 but does not import; see the log above")
-    record("c", f"{SDIST_FILENAME} (sha256 {SDIST_SHA256[:12]}...) + swin_scratch fixes, no compiled extension")
+    detail = f"{SDIST_FILENAME} (sha256 {SDIST_SHA256[:12]}...) + swin_scratch fixes, no compiled extension"
+    record("c", detail, changed)
     return "c"
 
 
