@@ -35,6 +35,11 @@ class DatasetFormatError(ValueError):
 
 
 def _missing_data_hint(name: str) -> str:
+    config_key = getattr(MetadataCatalog.get(name), "config_key", None)  # set for --train-json / --test-json data
+    if config_key:  # DATASETS.TRAIN_JSON -> also DATASETS.TRAIN_IMAGES, --train-json, --train-images
+        split = config_key.split(".")[1].split("_")[0]
+        return (f"check DATASETS.{split}_JSON and DATASETS.{split}_IMAGES "
+                f"(--{split.lower()}-json, --{split.lower()}-images; images default to the JSON's folder)")
     if name.startswith("shapes"):
         return "generate it with `python tools/make_shapes_dataset.py` (make demo does this)"
     return (
