@@ -46,3 +46,14 @@ def classes_in_checkpoint(path_or_url: str | os.PathLike) -> dict[str, Any] | No
     if isinstance(state, dict) and state.get("thing_classes"):
         return state
     return None
+
+
+def use_checkpoint_classes(cfg: Any, weights: str | os.PathLike) -> dict[str, Any] | None:
+    """Set an unfrozen ``cfg``'s NUM_CLASSES from the classes saved in ``weights`` (a notice if it
+    changes); returns them, or None when the checkpoint has none."""
+    from swin_scratch.data.coco_json import set_num_classes
+
+    stored = classes_in_checkpoint(weights)
+    if stored:
+        set_num_classes(cfg, stored["thing_classes"], f"the checkpoint {weights}")
+    return stored
