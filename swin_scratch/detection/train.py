@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", dest="config_file", metavar="NAME_OR_PATH",
         help="config path, or a bare name such as swin_coco.yaml looked up in configs/",
     )
+    # A free local port per run (detectron2's default is one fixed port per user: two concurrent runs collide)
+    parser.set_defaults(dist_url="auto")
     data = parser.add_argument_group(
         "your own COCO-format data (same as the DATASETS.TRAIN_JSON / TRAIN_IMAGES / TEST_JSON / TEST_IMAGES keys)"
     )
@@ -76,8 +78,8 @@ def register_config_datasets(cfg: CfgNode) -> None:
 
 
 def setup(args: argparse.Namespace, cfg: CfgNode) -> CfgNode:
-    """The launching process's config, in one worker: datasets registered here too; detectron2's
-    default_setup does logging and seeding."""
+    """One process's set-up from the launching process's config: the datasets registered again
+    (registries are per process), then detectron2's default_setup (logging, seeding, config.yaml)."""
     cfg = cfg.clone()
     register_config_datasets(cfg)
     cfg.freeze()
@@ -129,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.config_file:
         print("error: give a config: --config NAME_OR_PATH (e.g. swin_shapes.yaml)", file=sys.stderr)
+        return 2
+    if args.num_machines > 1 and args.dist_url == "auto":
+        print("error: --num-machines > 1 needs --dist-url tcp://HOST:PORT naming machine 0", file=sys.stderr)
         return 2
     try:
         # detectron2's default_setup reads the file again by path: give it the resolved one
