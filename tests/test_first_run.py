@@ -37,10 +37,10 @@ def own_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(own_data, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
-    """``train_net.py --config swin_coco.yaml --train-json ... --test-json ...`` as a user types it (relative
-    paths, run from the data's parent folder), with CUDA hidden so it behaves the same on GPU machines."""
+    """``train_net.py --config swin_coco.yaml --num-gpus 2 --train-json ... --test-json ...`` as a user types it
+    (relative paths, run from the data's parent folder), with CUDA hidden so it behaves the same on GPU machines."""
     output = tmp_path_factory.mktemp("run") / "out"
-    command = [sys.executable, str(REPO / "tools/train_net.py"), "--config", "swin_coco.yaml",
+    command = [sys.executable, str(REPO / "tools/train_net.py"), "--config", "swin_coco.yaml", "--num-gpus", "2",
                "--train-json", "fruit/train.json", "--test-json", "fruit/val.json",
                *NO_WEIGHTS, "SOLVER.MAX_ITER", "2", *TINY_TRAINING_OVERRIDES, "OUTPUT_DIR", str(output)]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
@@ -59,9 +59,10 @@ def test_own_coco_json_trains_and_evaluates_with_its_category_names(trained):
     assert predictions and {p["category_id"] for p in predictions} <= CATEGORY_IDS
 
 
-def test_cuda_config_on_a_machine_without_gpu_warns_once_and_trains_on_the_cpu(trained):
+def test_cuda_config_on_a_machine_without_gpu_warns_once_and_trains_in_cpu_processes(trained):
     result, output = trained
     assert len(_stderr_lines(result.stderr, CUDA_WARNING)) == 1
+    assert "World size: 2" in result.stdout + result.stderr  # --num-gpus 2: two CPU processes (gloo)
     assert "DEVICE: cpu" in (output / "config.yaml").read_text()
     assert (output / "model_final.pth").is_file()
 
