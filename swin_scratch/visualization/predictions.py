@@ -107,9 +107,6 @@ def load_inference_setup(config_file: str, weights: str, overrides: Sequence[str
     checkpoint by training (which also set NUM_CLASSES: a model trained on your own data runs with
     the config it was trained from), the config's first test dataset (``DATASETS.TEST_JSON`` works).
     """
-    from detectron2.data import MetadataCatalog
-    from detectron2.data.catalog import Metadata
-
     from swin_scratch.checkpoint_io import is_url
     from swin_scratch.data import register_shapes_datasets
     from swin_scratch.data.coco_json import use_coco_json_datasets
@@ -132,15 +129,21 @@ def load_inference_setup(config_file: str, weights: str, overrides: Sequence[str
     cfg.MODEL.WEIGHTS = str(weights)
     use_available_device(cfg)
     stored = use_checkpoint_classes(cfg, weights)
-    if dataset:
-        metadata = MetadataCatalog.get(dataset)
-    elif stored:
-        metadata = Metadata(name=f"classes of {weights}").set(
-            **{key: stored[key] for key in ("thing_classes", "thing_colors") if key in stored})
-    else:
-        metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
     cfg.freeze()
-    return InferenceSetup(cfg, metadata)
+    return InferenceSetup(cfg, _class_metadata(cfg, dataset, stored, weights))
+
+
+def _class_metadata(cfg, dataset: str | None, stored: dict[str, Any] | None, weights: str) -> Any:
+    """The named dataset's metadata, else the checkpoint's saved classes, else the first test dataset's."""
+    from detectron2.data import MetadataCatalog
+    from detectron2.data.catalog import Metadata
+
+    if dataset:
+        return MetadataCatalog.get(dataset)
+    if stored:
+        return Metadata(name=f"classes of {weights}").set(
+            **{key: stored[key] for key in ("thing_classes", "thing_colors") if key in stored})
+    return MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
 
 
 def build_predictor(cfg):
