@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group(
         "your own COCO-format data (same as the DATASETS.TRAIN_JSON / TRAIN_IMAGES / TEST_JSON / TEST_IMAGES keys)"
     )
-    for split in ("train", "test"):
-        data.add_argument(f"--{split}-json", metavar="JSON", help=f"COCO instances file to {split} on")
+    for split, use in (("train", "train"), ("test", "evaluate")):
+        data.add_argument(f"--{split}-json", metavar="JSON", help=f"COCO instances file to {use} on")
         data.add_argument(f"--{split}-images", metavar="DIR",
                           help="folder the JSON's file_names are relative to (default: the JSON's folder)")
     return parser
