@@ -26,6 +26,7 @@ from swin_scratch.detection.data_checks import (
     clean_annotations,
 )
 
+from own_data_helpers import unregister_new_datasets, write_own_dataset  # noqa: F401 (a fixture)
 from shapes_helpers import REPO, TINY_TRAINING_OVERRIDES, load_tool
 
 
@@ -187,8 +188,8 @@ def test_train_net_user_errors_are_one_line_without_traceback(args, pattern, tmp
         ("break an annotation", r"annotation id 500 refers to image_id 123456"),
     ],
 )
-def test_own_coco_json_user_errors_are_one_line(tmp_path, monkeypatch, capsys, damage, pattern):
-    from own_data_helpers import write_own_dataset
+def test_own_coco_json_user_errors_are_one_line(tmp_path, monkeypatch, capsys, unregister_new_datasets, damage,
+                                                pattern):
 
     train, val = write_own_dataset(tmp_path / "fruit")
     if damage == "remove the training JSON":

@@ -12,17 +12,12 @@ from swin_scratch.data.coco_json import dataset_name_for, register_coco_json, us
 from swin_scratch.detection.config import ConfigError, get_swin_cfg
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 
-from own_data_helpers import CATEGORIES, CLASS_NAMES, TRAIN_IMAGE_IDS, write_own_dataset
+from own_data_helpers import CATEGORIES, CLASS_NAMES, TRAIN_IMAGE_IDS, unregister_new_datasets, write_own_dataset  # noqa: F401
 
 
 @pytest.fixture
-def fruit(tmp_path):
-    train, val = write_own_dataset(tmp_path / "fruit")
-    yield train, val
-    for name in list(DatasetCatalog.list()):
-        if getattr(MetadataCatalog.get(name), "json_file", "").startswith(str(tmp_path)):
-            DatasetCatalog.remove(name)
-            MetadataCatalog.remove(name)
+def fruit(tmp_path, unregister_new_datasets):
+    return write_own_dataset(tmp_path / "fruit")
 
 
 def test_dataset_name_is_the_folder_and_file_stem():
@@ -40,7 +35,7 @@ def test_same_name_from_other_files_gets_a_suffix_and_the_same_files_keep_their_
     assert register_coco_json(str(train)).name == first
 
 
-def test_builtin_dataset_names_are_never_taken_over(tmp_path):
+def test_builtin_dataset_names_are_never_taken_over(tmp_path, unregister_new_datasets):
     from swin_scratch.data import register_shapes_datasets
 
     register_shapes_datasets(None)
@@ -48,12 +43,8 @@ def test_builtin_dataset_names_are_never_taken_over(tmp_path):
     root.mkdir()
     (root / "train.json").write_text(json.dumps({"images": [], "annotations": [], "categories": CATEGORIES}))
     dataset = register_coco_json(str(root / "train.json"))
-    try:
-        assert dataset.name == "shapes_train_2"
-        assert MetadataCatalog.get("shapes_train").json_file != dataset.json_file
-    finally:
-        DatasetCatalog.remove(dataset.name)
-        MetadataCatalog.remove(dataset.name)
+    assert dataset.name == "shapes_train_2"
+    assert MetadataCatalog.get("shapes_train").json_file != dataset.json_file
 
 
 def test_non_contiguous_ids_odd_image_ids_sub_folders_and_empty_images_load(fruit):
@@ -123,7 +114,7 @@ def test_test_json_with_other_categories_is_refused(fruit, tmp_path):
         ('{"categories": [{"id": "a", "name": "x"}]}', DatasetFormatError, r"categories\[0\] needs an integer 'id'"),
     ],
 )
-def test_unusable_json_is_one_error_naming_the_key_and_file(tmp_path, content, error, pattern):
+def test_unusable_json_is_one_error_naming_the_key_and_file(tmp_path, unregister_new_datasets, content, error, pattern):
     path = tmp_path / "train.json"
     if content is not None:
         path.write_text(content)

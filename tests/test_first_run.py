@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from own_data_helpers import CATEGORY_IDS, CLASS_NAMES, write_own_dataset
+from own_data_helpers import CATEGORY_IDS, CLASS_NAMES, unregister_new_datasets, write_own_dataset  # noqa: F401
 from shapes_helpers import REPO, TINY_TRAINING_OVERRIDES, load_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("first_run")]
@@ -83,8 +83,9 @@ def test_checkpoint_stores_the_class_names(trained):
 
 
 @pytest.fixture
-def no_cuda(monkeypatch):
-    """This machine as one without a usable GPU, also when the tests run on a GPU machine."""
+def no_cuda(monkeypatch, unregister_new_datasets):
+    """This machine as one without a usable GPU, also when the tests run on a GPU machine (and the
+    tools' in-process dataset registrations undone after each test)."""
     import swin_scratch.detection.device as device
 
     monkeypatch.setattr(device, "cuda_is_usable", lambda: False)
