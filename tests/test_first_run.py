@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ import torch
 from own_data_helpers import CATEGORY_IDS, CLASS_NAMES, unregister_new_datasets, write_own_dataset  # noqa: F401
 from shapes_helpers import REPO, TINY_TRAINING_OVERRIDES, load_tool
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("first_run")]
+pytestmark = pytest.mark.slow
 
 CUDA_WARNING = "warning: MODEL.DEVICE is 'cuda' but this machine has no usable CUDA GPU"
 NO_WEIGHTS = ["MODEL.WEIGHTS", ""]  # the COCO config's ImageNet URL cannot be fetched offline
@@ -28,25 +29,43 @@ def _stderr_lines(text: str, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith(prefix)]
 
 
-@pytest.fixture(scope="module")
-def own_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("user") / "fruit"
-    write_own_dataset(root)
-    return root
+@dataclass
+class Run:
+    stdout: str
+    stderr: str
 
 
 @pytest.fixture(scope="module")
-def trained(own_data, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+def session_dir(tmp_path_factory) -> Path:
+    """A folder shared by this session's pytest-xdist workers (xdist_group does not group on pytest 9)."""
+    base = tmp_path_factory.getbasetemp()  # under xdist: <session folder>/popen-gw<N>
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="module")
+def own_data(session_dir) -> Path:
+    return session_dir / "first_run" / "fruit"
+
+
+@pytest.fixture(scope="module")
+def trained(own_data, session_dir) -> tuple[Run, Path]:
     """``train_net.py --config swin_coco.yaml --num-gpus 2 --train-json ... --test-json ...`` as a user types it
-    (relative paths, run from the data's parent folder), with CUDA hidden so it behaves the same on GPU machines."""
-    output = tmp_path_factory.mktemp("run") / "out"
-    command = [sys.executable, str(REPO / "tools/train_net.py"), "--config", "swin_coco.yaml", "--num-gpus", "2",
-               "--train-json", "fruit/train.json", "--test-json", "fruit/val.json",
-               *NO_WEIGHTS, "SOLVER.MAX_ITER", "2", *TINY_TRAINING_OVERRIDES, "OUTPUT_DIR", str(output)]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, capture_output=True, text=True, cwd=own_data.parent, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result, output
+    (relative paths, run from the data's parent folder), with CUDA hidden so it behaves the same on GPU
+    machines. Run once per session: the first worker to get here trains, the others read its outputs."""
+    from filelock import FileLock
+
+    output, logs = own_data.parent / "out", own_data.parent / "logs.json"
+    with FileLock(str(own_data.parent) + ".lock"):
+        if not logs.exists():
+            write_own_dataset(own_data)
+            command = [sys.executable, str(REPO / "tools/train_net.py"), "--config", "swin_coco.yaml", "--num-gpus", "2",
+                       "--train-json", "fruit/train.json", "--test-json", "fruit/val.json",
+                       *NO_WEIGHTS, "SOLVER.MAX_ITER", "2", *TINY_TRAINING_OVERRIDES, "OUTPUT_DIR", str(output)]
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+            result = subprocess.run(command, capture_output=True, text=True, cwd=own_data.parent, env=env, timeout=600)
+            assert result.returncode == 0, result.stderr[-3000:]
+            logs.write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr}))
+    return Run(**json.loads(logs.read_text())), output
 
 
 def test_own_coco_json_trains_and_evaluates_with_its_category_names(trained):
