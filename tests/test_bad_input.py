@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 
@@ -25,7 +26,8 @@ from swin_scratch.detection.data_checks import (
     clean_annotations,
 )
 
-from shapes_helpers import REPO, TINY_TRAINING_OVERRIDES
+from own_data_helpers import unregister_new_datasets, write_own_dataset  # noqa: F401 (a fixture)
+from shapes_helpers import REPO, TINY_TRAINING_OVERRIDES, load_tool
 
 
 def _coco(tmp_path, images=1, mode="RGB"):
@@ -167,13 +169,41 @@ def test_checkpoint_of_another_variant_is_refused_with_key_and_shapes(tmp_path):
     ],
 )
 def test_train_net_user_errors_are_one_line_without_traceback(args, pattern, tmp_path):
-    env = {"DETECTRON2_DATASETS": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env = {"DETECTRON2_DATASETS": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}  # this tree's package
     result = subprocess.run([sys.executable, str(REPO / "tools/train_net.py"), *args], capture_output=True,
                             text=True, cwd=tmp_path, env=env, timeout=300)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1
-    import re
-
     assert re.search(pattern, error_lines[0]), error_lines[0]
+
+
+@pytest.mark.parametrize(
+    "damage,pattern",
+    [
+        ("remove the training JSON", r"DATASETS.TRAIN_JSON: annotation file .*fruit/train\.json does not exist"),
+        ("truncate the test JSON", r"DATASETS.TEST_JSON: .*fruit/val\.json.*not valid JSON"),
+        ("remove an image", r"points at .*part0.*does not exist.*--train-images"),
+        ("break an annotation", r"annotation id 500 refers to image_id 123456"),
+    ],
+)
+def test_own_coco_json_user_errors_are_one_line(tmp_path, monkeypatch, capsys, unregister_new_datasets, damage,
+                                                pattern):
+
+    train, val = write_own_dataset(tmp_path / "fruit")
+    if damage == "remove the training JSON":
+        train.unlink()
+    elif damage == "truncate the test JSON":
+        val.write_text(val.read_text()[:100])
+    elif damage == "remove an image":
+        next((tmp_path / "fruit/images/part0").glob("train_*.png")).unlink()
+    else:
+        data = json.loads(train.read_text())
+        data["annotations"][0]["image_id"] = 123456
+        train.write_text(json.dumps(data))
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
+    args = ["--config", "swin_coco.yaml", "--train-json", "fruit/train.json", "--test-json", "fruit/val.json"]
+    assert load_tool("train_net").main(args) == 2
+    error_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and re.search(pattern, error_lines[0]), error_lines

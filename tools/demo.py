@@ -21,7 +21,7 @@ from swin_scratch.visualization.predictions import (
     build_predictor,
     check_images_readable,
     collect_image_paths,
-    load_inference_config,
+    load_inference_setup,
     predict_and_draw,
 )
 
@@ -37,9 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--score-threshold", "--confidence-threshold", dest="score_threshold", type=float,
                         default=0.5, help="draw and save only predictions scoring at least this (default 0.5)")
     parser.add_argument("--dataset", metavar="NAME",
-                        help="registered dataset whose class names to use (default: the config's first DATASETS.TEST)")
+                        help="registered dataset whose class names to use (default: those saved in the checkpoint "
+                             "by tools/train_net.py, else the config's first DATASETS.TEST)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
-                        help="config overrides, e.g. --opts MODEL.DEVICE cpu")
+                        help="config overrides, e.g. --opts MODEL.DEVICE cpu (MODEL.DEVICE cuda without a GPU "
+                             "runs on the CPU after a warning)")
     return parser
 
 
@@ -48,16 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         images = collect_image_paths(args.input)
         check_images_readable(images)
-        cfg = load_inference_config(args.config, args.weights, args.opts)
-
-        from detectron2.data import MetadataCatalog
-
-        from swin_scratch.data import register_shapes_datasets
-
-        register_shapes_datasets(cfg.DATASETS.get("SHAPES_ROOT") or None)
-        dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
-        metadata = MetadataCatalog.get(dataset) if dataset else None
-        written = predict_and_draw(build_predictor(cfg), images, args.output, metadata, args.score_threshold)
+        setup = load_inference_setup(args.config, args.weights, args.opts, dataset=args.dataset)
+        written = predict_and_draw(build_predictor(setup.cfg), images, args.output, setup.metadata,
+                                   args.score_threshold)
     except (DemoInputError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -47,6 +47,14 @@ def add_swin_config(cfg: CN) -> None:
 
     # Datasets: where tools/train_net.py looks; shapes_* are the built-in demo datasets
     cfg.DATASETS.SHAPES_ROOT = ""  # "" = $DETECTRON2_DATASETS/shapes or ./datasets/shapes
+    # Your own COCO-format data, no code (swin_scratch.data.coco_json; same as --train-json etc.):
+    # a set TRAIN_JSON / TEST_JSON is registered with detectron2 under a name derived from its folder
+    # and file name (my/train.json -> "my_train") and replaces DATASETS.TRAIN / DATASETS.TEST;
+    # NUM_CLASSES (ROI heads and RetinaNet) comes from its categories.
+    cfg.DATASETS.TRAIN_JSON = ""  # COCO instances JSON to train on
+    cfg.DATASETS.TRAIN_IMAGES = ""  # folder its file_names are relative to; "" = the JSON's folder
+    cfg.DATASETS.TEST_JSON = ""  # COCO instances JSON to evaluate on (same categories as TRAIN_JSON)
+    cfg.DATASETS.TEST_IMAGES = ""  # "" = the JSON's folder
 
 
 class ConfigError(ValueError):

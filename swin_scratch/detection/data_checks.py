@@ -34,7 +34,17 @@ class DatasetFormatError(ValueError):
     """A dataset file that is not a usable COCO instances file; names the file and the problem."""
 
 
+def _config_key(name: str) -> str | None:
+    """The config key a dataset came from (``DATASETS.TRAIN_JSON``...; see swin_scratch.data.coco_json), if any."""
+    return getattr(MetadataCatalog.get(name), "config_key", None)
+
+
 def _missing_data_hint(name: str) -> str:
+    config_key = _config_key(name)
+    if config_key:  # DATASETS.TRAIN_JSON -> also DATASETS.TRAIN_IMAGES, --train-json, --train-images
+        split = config_key.split(".")[1].split("_")[0]
+        return (f"check DATASETS.{split}_JSON and DATASETS.{split}_IMAGES "
+                f"(--{split.lower()}-json, --{split.lower()}-images; images default to the JSON's folder)")
     if name.startswith("shapes"):
         return "generate it with `python tools/make_shapes_dataset.py` (make demo does this)"
     return (
@@ -72,9 +82,10 @@ def _validate_coco_file(name: str, json_file: str, image_root: Optional[str]) ->
         for image in dataset["images"]:
             path = os.path.join(image_root, image.get("file_name", ""))
             if not os.path.isfile(path):
+                hint = f"; {_missing_data_hint(name)}" if _config_key(name) else ""
                 raise DatasetNotFoundError(
                     f"dataset {name!r}: image id {image['id']} points at {path}, which does not exist "
-                    f"(annotations {json_file}, image root {image_root})"
+                    f"(annotations {json_file}, image root {image_root}){hint}"
                 )
 
 

@@ -13,13 +13,22 @@ from detectron2.utils import comm
 
 from swin_scratch.checkpoint_io import CheckpointError
 from swin_scratch.detection.checkpoint import SwinCheckpointer
+from swin_scratch.detection.checkpoint_classes import CHECKPOINT_KEY, TrainingClasses
 from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
 from swin_scratch.detection.launch import launch
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
+from swin_scratch.detection.device import use_available_device
 from swin_scratch.detection.trainer import Trainer, TrainingDivergedError
 
 # Mistakes a user can fix: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, CheckpointError, TrainingDivergedError)
+# command-line option (argparse dest) -> the config key it sets
+DATASET_OPTIONS = {
+    "train_json": "DATASETS.TRAIN_JSON",
+    "train_images": "DATASETS.TRAIN_IMAGES",
+    "test_json": "DATASETS.TEST_JSON",
+    "test_images": "DATASETS.TEST_IMAGES",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,33 +37,62 @@ def build_parser() -> argparse.ArgumentParser:
         "  python tools/train_net.py --config swin_coco.yaml --num-gpus 8\n"
         "  python tools/train_net.py --config swin_shapes.yaml SOLVER.MAX_ITER 200\n"
         "  python tools/train_net.py --config swin_coco.yaml --eval-only MODEL.WEIGHTS model_final.pth\n"
-        "--num-gpus N with MODEL.DEVICE cpu starts N CPU processes (gloo).\n"
+        "  python tools/train_net.py --config swin_coco.yaml --train-json my/train.json --test-json my/val.json\n"
+        "--num-gpus N with MODEL.DEVICE cpu starts N CPU processes (gloo); so does MODEL.DEVICE cuda\n"
+        "(the default) on a machine without a GPU, after a warning.\n"
         "Under torchrun, the process group comes from torchrun's environment."
     )
     parser.add_argument(
         "--config", dest="config_file", metavar="NAME_OR_PATH",
         help="config path, or a bare name such as swin_coco.yaml looked up in configs/",
     )
+    # A free local port per run (detectron2's default is one fixed port per user: two concurrent runs collide)
+    parser.set_defaults(dist_url="auto")
+    data = parser.add_argument_group(
+        "your own COCO-format data (same as the DATASETS.TRAIN_JSON / TRAIN_IMAGES / TEST_JSON / TEST_IMAGES keys)"
+    )
+    for split, use in (("train", "train"), ("test", "evaluate")):
+        data.add_argument(f"--{split}-json", metavar="JSON", help=f"COCO instances file to {use} on")
+        data.add_argument(f"--{split}-images", metavar="DIR",
+                          help="folder the JSON's file_names are relative to (default: the JSON's folder)")
     return parser
 
 
-def setup(args: argparse.Namespace):
-    """Config + datasets for one process; detectron2's default_setup does logging and seeding."""
-    from swin_scratch.data import register_shapes_datasets
+def dataset_overrides(args: argparse.Namespace) -> list[str]:
+    """The --train-json/--test-json/... options as the config overrides they stand for."""
+    overrides = []
+    for option, key in DATASET_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value:
+            overrides += [key, value]
+    return overrides
 
-    cfg = get_swin_cfg(args.config_file, args.opts)
+
+def register_config_datasets(cfg: CfgNode) -> None:
+    """Register the datasets ``cfg`` can name (built-in shapes, its own COCO JSONs); needed in every process."""
+    from swin_scratch.data import register_shapes_datasets
+    from swin_scratch.data.coco_json import use_coco_json_datasets
+
     register_shapes_datasets(cfg.DATASETS.SHAPES_ROOT or None)
+    use_coco_json_datasets(cfg)
+
+
+def setup(args: argparse.Namespace, cfg: CfgNode) -> CfgNode:
+    """One process's set-up from the launching process's config: the datasets registered again
+    (registries are per process), then detectron2's default_setup (logging, seeding, config.yaml)."""
+    cfg = cfg.clone()
+    register_config_datasets(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     return cfg
 
 
 def check_inputs(args: argparse.Namespace) -> CfgNode:
-    """Validate config and dataset paths in the launching process, before any worker starts."""
-    from swin_scratch.data import register_shapes_datasets
-
-    cfg = get_swin_cfg(args.config_file, args.opts)
-    register_shapes_datasets(cfg.DATASETS.SHAPES_ROOT or None)
+    """Parse and complete the config, and check its datasets, in the launching process before any
+    worker starts; warnings and notices are printed here, once."""
+    cfg = get_swin_cfg(args.config_file, [*args.opts, *dataset_overrides(args)])
+    use_available_device(cfg)
+    register_config_datasets(cfg)
     names = list(cfg.DATASETS.TEST) if args.eval_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     check_datasets_available(names)
     if not args.eval_only:
@@ -73,9 +111,9 @@ def warn_if_training_from_scratch(cfg: CfgNode) -> None:
         )
 
 
-def run(args: argparse.Namespace) -> dict[str, Any] | None:
+def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     """The per-process body: train (or evaluate) and return the evaluation results."""
-    cfg = setup(args)
+    cfg = setup(args, cfg)
     if args.eval_only:
         model = Trainer.build_model(cfg)
         SwinCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
@@ -84,6 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             verify_results(cfg, results)
         return results
     trainer = Trainer(cfg)
+    trainer.checkpointer.add_checkpointable(CHECKPOINT_KEY, TrainingClasses(cfg.DATASETS.TRAIN[0]))
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 
@@ -92,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.config_file:
         print("error: give a config: --config NAME_OR_PATH (e.g. swin_shapes.yaml)", file=sys.stderr)
+        return 2
+    if args.num_machines > 1 and args.dist_url == "auto":
+        print("error: --num-machines > 1 needs --dist-url tcp://HOST:PORT naming machine 0", file=sys.stderr)
         return 2
     try:
         # detectron2's default_setup reads the file again by path: give it the resolved one
@@ -104,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_machines=args.num_machines,
             machine_rank=args.machine_rank,
             dist_url=args.dist_url,
-            args=(args,),
+            args=(args, cfg),
             use_cuda=use_cuda,
         )
     except USER_ERRORS as err:

@@ -12,7 +12,9 @@ import torch
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Export a Swin backbone or detector (TorchScript/ONNX) and verify it against eager PyTorch. "
-        "Backbone exports accept any H, W that are multiples of 32; detector exports accept only the traced image size."
+        "Backbone exports accept any H, W that are multiples of 32; detector exports accept only the traced image size. "
+        "Exports are traced and verified on the CPU, whatever MODEL.DEVICE says: the files then run anywhere and are "
+        "checked with onnxruntime's CPU provider."
     )
     parser.add_argument("--config", required=True, help="config name in configs/ or a path")
     parser.add_argument("--weights", default="", help="checkpoint for MODEL.WEIGHTS ('' = random init)")
@@ -48,7 +50,9 @@ def _load_image(path: str | None, cfg) -> torch.Tensor:
 
 def main(argv=None) -> int:
     from swin_scratch.checkpoint_io import CheckpointError
+    from swin_scratch.detection.checkpoint_classes import use_checkpoint_classes
     from swin_scratch.detection.config import ConfigError, get_swin_cfg
+    from swin_scratch.detection.device import resolve_device
     from swin_scratch.detection.trainer import build_model_for_inference
     from swin_scratch.detection.backbone import swin_module
     from swin_scratch.export.backbone import ExportError, export_backbone, verify_backbone
@@ -57,7 +61,11 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     suffix = ".onnx" if args.format == "onnx" else ".ts"
     try:
-        cfg = get_swin_cfg(args.config, ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", args.weights, *args.opts])
+        cfg = get_swin_cfg(args.config, ["MODEL.WEIGHTS", args.weights, *args.opts])
+        resolve_device(cfg)  # one warning line when MODEL.DEVICE names a GPU this machine lacks
+        cfg.MODEL.DEVICE = "cpu"  # exports are traced and verified on the CPU (see _parser's description)
+        if args.weights:
+            use_checkpoint_classes(cfg, args.weights)  # a model trained on your own data: its NUM_CLASSES
         model = build_model_for_inference(cfg)
         if args.part == "backbone":
             swin = swin_module(model).eval()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -90,45 +91,59 @@ def run_detector(predictor_or_model: Any, image_bgr: np.ndarray):
     return outputs["instances"].to("cpu")
 
 
-def load_inference_config(config_file: str, weights: str, overrides: Sequence[str] = ()):
-    """A frozen detectron2 config for inference: the file, ``overrides`` (KEY VALUE...), then ``weights``.
+@dataclass
+class InferenceSetup:
+    """What the demo needs besides the images: a frozen config, and class names/colors to draw with."""
 
-    Uses the project's ``get_swin_cfg`` (Swin keys, bare names looked up in ``configs/``) and
-    falls back to detectron2's ``get_cfg`` if the Swin package cannot be imported, so stock
-    detectron2 configs work either way.
+    cfg: Any
+    metadata: Any  # detectron2 Metadata with thing_classes (maybe thing_colors), or None: classes named by index
+
+
+def load_inference_setup(config_file: str, weights: str, overrides: Sequence[str] = (),
+                         dataset: str | None = None) -> InferenceSetup:
+    """The config (file, ``overrides`` KEY VALUE..., then ``weights``), on a device this machine has.
+
+    Class names, in order of preference: the registered ``dataset`` named, the classes saved in the
+    checkpoint by training (which also set NUM_CLASSES: a model trained on your own data runs with
+    the config it was trained from), the config's first test dataset (``DATASETS.TEST_JSON`` works).
     """
-    import torch
+    from swin_scratch.checkpoint_io import is_url
+    from swin_scratch.data import register_shapes_datasets
+    from swin_scratch.data.coco_json import use_coco_json_datasets
+    from swin_scratch.detection.checkpoint_classes import use_checkpoint_classes
+    from swin_scratch.detection.config import ConfigError, get_swin_cfg
+    from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError
+    from swin_scratch.detection.device import use_available_device
 
     overrides = list(overrides)
     if len(overrides) % 2:
         raise DemoConfigError(f"--opts must be KEY VALUE pairs, got an odd count: {overrides}")
-    try:
-        from swin_scratch.detection.config import ConfigError, get_swin_cfg
-    except ImportError as err:
-        unavailable = f" (swin_scratch.detection could not be imported: {err})"
-        from detectron2.config import get_cfg
-
-        if not Path(config_file).is_file():
-            raise DemoConfigError(f"config file not found: {config_file}") from None
-        cfg = get_cfg()
-        try:
-            cfg.merge_from_file(config_file)
-            cfg.merge_from_list(overrides)
-        except Exception as merge_err:
-            raise DemoConfigError(f"{config_file}: {type(merge_err).__name__}: {merge_err}{unavailable}") from None
-    else:
-        try:
-            cfg = get_swin_cfg(config_file, overrides)
-        except ConfigError as config_err:
-            raise DemoConfigError(str(config_err)) from None
-
-    if "://" not in weights and not Path(weights).is_file():
+    if not is_url(weights) and not Path(weights).is_file():
         raise DemoConfigError(f"weights not found: {weights} (make demo writes output/swin_shapes/model_final.pth)")
+    try:
+        cfg = get_swin_cfg(config_file, overrides)
+        register_shapes_datasets(cfg.DATASETS.SHAPES_ROOT or None)
+        use_coco_json_datasets(cfg)
+    except (ConfigError, DatasetFormatError, DatasetNotFoundError) as err:
+        raise DemoConfigError(str(err)) from None
     cfg.MODEL.WEIGHTS = str(weights)
-    if str(cfg.MODEL.DEVICE).startswith("cuda") and not torch.cuda.is_available():
-        raise DemoConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but no GPU is available; add --opts MODEL.DEVICE cpu")
+    use_available_device(cfg)
+    stored = use_checkpoint_classes(cfg, weights)
     cfg.freeze()
-    return cfg
+    return InferenceSetup(cfg, _class_metadata(cfg, dataset, stored, weights))
+
+
+def _class_metadata(cfg, dataset: str | None, stored: dict[str, Any] | None, weights: str) -> Any:
+    """The named dataset's metadata, else the checkpoint's saved classes, else the first test dataset's."""
+    from detectron2.data import MetadataCatalog
+    from detectron2.data.catalog import Metadata
+
+    if dataset:
+        return MetadataCatalog.get(dataset)
+    if stored:
+        return Metadata(name=f"classes of {weights}").set(
+            **{key: stored[key] for key in ("thing_classes", "thing_colors") if key in stored})
+    return MetadataCatalog.get(cfg.DATASETS.TEST[0]) if len(cfg.DATASETS.TEST) else None
 
 
 def build_predictor(cfg):

@@ -1,0 +1,46 @@
+"""Which device a config runs on, on this machine: the one place that decides it.
+
+Why: detectron2's default ``MODEL.DEVICE`` is ``cuda`` and the COCO configs keep it (they are
+GPU recipes). On a machine without a usable CUDA GPU that default would end every entry point
+(training, ``--eval-only``, ``tools/demo.py``, ``tools/export_model.py``) in a traceback such as
+"Found no NVIDIA driver". Instead the run goes on on the CPU, after one warning line, so the same
+command works on a laptop and on a GPU server.
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+from detectron2.config import CfgNode
+
+CPU = "cpu"
+
+
+def cuda_is_usable() -> bool:
+    return torch.cuda.is_available()
+
+
+def resolve_device(cfg: CfgNode) -> str:
+    """``MODEL.DEVICE``, or ``"cpu"`` with one ``warning:`` line (stderr) when it names CUDA and none is usable."""
+    requested = str(cfg.MODEL.DEVICE)
+    if not requested.startswith("cuda") or cuda_is_usable():
+        return requested
+    print(
+        f"warning: MODEL.DEVICE is {requested!r} but this machine has no usable CUDA GPU: running on the CPU "
+        "instead (slower; set MODEL.DEVICE cpu to say so and silence this warning)",
+        file=sys.stderr,
+    )
+    return CPU
+
+
+def use_available_device(cfg: CfgNode) -> str:
+    """Point an unfrozen ``cfg`` at :func:`resolve_device`'s answer and return it.
+
+    When it falls back to the CPU, mixed precision (``SOLVER.AMP``, CUDA-only in detectron2) is
+    turned off too, so a GPU recipe that uses AMP also runs.
+    """
+    device = resolve_device(cfg)
+    if device != cfg.MODEL.DEVICE:
+        cfg.MODEL.DEVICE = device
+        cfg.SOLVER.AMP.ENABLED = False
+    return device
