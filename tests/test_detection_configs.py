@@ -77,3 +77,25 @@ def test_config_builds_on_cpu_and_runs_one_forward(config):
     assert {"pred_boxes", "scores", "pred_classes"} <= set(instances.get_fields())
     if cfg.MODEL.MASK_ON:
         assert instances.has("pred_masks")
+
+
+def test_coco_configs_keep_two_images_per_process_like_the_official_eight_gpu_recipe():
+    from detectron2.engine import DefaultTrainer
+
+    cfg = get_swin_cfg("swin_coco.yaml")
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.REFERENCE_WORLD_SIZE) == (16, 8)
+    one_process = DefaultTrainer.auto_scale_workers(cfg, 1)  # a CPU machine: batch 16 would need ~40 GB
+    assert one_process.SOLVER.IMS_PER_BATCH == 2
+    assert one_process.SOLVER.MAX_ITER == 8 * cfg.SOLVER.MAX_ITER
+    assert one_process.SOLVER.BASE_LR == pytest.approx(cfg.SOLVER.BASE_LR / 8)
+    assert DefaultTrainer.auto_scale_workers(cfg, 8).SOLVER.IMS_PER_BATCH == 16
+
+
+def test_a_hand_set_batch_that_cannot_be_scaled_is_used_as_given_with_one_notice(capsys):
+    from swin_scratch.detection.train import keep_batch_as_given_if_not_scalable
+
+    cfg = get_swin_cfg("swin_coco.yaml", ["SOLVER.IMS_PER_BATCH", "2"])
+    keep_batch_as_given_if_not_scalable(cfg)
+    notice = capsys.readouterr().err.strip().splitlines()
+    assert len(notice) == 1 and notice[0].startswith("notice: SOLVER.IMS_PER_BATCH 2")
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 0 and cfg.SOLVER.IMS_PER_BATCH == 2

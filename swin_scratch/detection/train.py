@@ -97,7 +97,21 @@ def check_inputs(args: argparse.Namespace) -> CfgNode:
     check_datasets_available(names)
     if not args.eval_only:
         warn_if_training_from_scratch(cfg)
+        keep_batch_as_given_if_not_scalable(cfg)
     return cfg
+
+
+def keep_batch_as_given_if_not_scalable(cfg: CfgNode) -> None:
+    """detectron2 scales batch, lr and schedule from SOLVER.REFERENCE_WORLD_SIZE processes to the real
+    count, and asserts the batch divides evenly; a batch set by hand that does not is used as given."""
+    reference = cfg.SOLVER.REFERENCE_WORLD_SIZE
+    if reference and cfg.SOLVER.IMS_PER_BATCH % reference:
+        print(
+            f"notice: SOLVER.IMS_PER_BATCH {cfg.SOLVER.IMS_PER_BATCH} is not a multiple of "
+            f"SOLVER.REFERENCE_WORLD_SIZE {reference}: batch, lr and schedule are used as given (no scaling)",
+            file=sys.stderr,
+        )
+        cfg.SOLVER.REFERENCE_WORLD_SIZE = 0
 
 
 def warn_if_training_from_scratch(cfg: CfgNode) -> None:
