@@ -1,21 +1,17 @@
 """detectron2's ``DefaultTrainer`` with the Swin recipe: optimizer, augmentation, evaluator, safe checkpoints."""
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import random
 import weakref
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 from torch.nn.parallel import DistributedDataParallel
 
-from detectron2.data import build_detection_train_loader
 from detectron2.data.build import _train_loader_from_config
-from detectron2.data.samplers import TrainingSampler
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
@@ -25,6 +21,7 @@ from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
 from swin_scratch.detection.optimizer import build_swin_optimizer
+from swin_scratch.detection.train_loader import build_resumable_train_loader, preserved_global_rngs
 
 logger = logging.getLogger("swin_scratch")
 
@@ -38,20 +35,6 @@ def create_ddp_model(model: torch.nn.Module, use_cuda: bool) -> torch.nn.Module:
         return model
     device_ids = [comm.get_local_rank()] if use_cuda else None
     return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
-
-
-class ResumableTrainingSampler(Sampler):
-    """detectron2's infinite shuffled sampler, started ``skip`` indices in (per process).
-
-    A resumed run then sees the same images at each iteration as an uninterrupted run would.
-    """
-
-    def __init__(self, size: int, seed: int, skip: int = 0):
-        self._sampler = TrainingSampler(size, shuffle=True, seed=seed)
-        self._skip = skip
-
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(iter(self._sampler), self._skip, None)
 
 
 def rng_state() -> dict[str, Any]:
@@ -121,28 +104,33 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg, seed: int | None = None, start_iter: int = 0):
-        """The training loader; ``start_iter`` skips the images earlier iterations consumed."""
-        mapper = SafeDatasetMapper(
-            cfg,
-            is_train=True,
-            augmentations=build_train_augmentation(cfg),
-            recompute_boxes=cfg.MODEL.MASK_ON and cfg.INPUT.CROP_BRANCH.ENABLED,
+        """The training loader (:mod:`.train_loader`): batch k is the same whether the run started
+        at 0 or resumed at ``start_iter``; building it leaves the global RNGs untouched."""
+        with preserved_global_rngs():
+            mapper = SafeDatasetMapper(
+                cfg,
+                is_train=True,
+                augmentations=build_train_augmentation(cfg),
+                recompute_boxes=cfg.MODEL.MASK_ON and cfg.INPUT.CROP_BRANCH.ENABLED,
+            )
+            dataset_dicts = _train_loader_from_config(cfg, mapper=mapper)["dataset"]
+            seed = seed if seed is not None else (cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed())
+        return build_resumable_train_loader(
+            dataset_dicts,
+            mapper,
+            images_per_process=cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size(),
+            seed=seed,
+            rank=comm.get_rank(),
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            start_batch=start_iter,
         )
-        kwargs = _train_loader_from_config(cfg, mapper=mapper)
-        seed = seed if seed is not None else (cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed())
-        images_per_process = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
-        kwargs["sampler"] = ResumableTrainingSampler(len(kwargs["dataset"]), seed, start_iter * images_per_process)
-        return build_detection_train_loader(**kwargs)
 
     def resume_or_load(self, resume: bool = True) -> None:
         super().resume_or_load(resume=resume)
-        if self.start_iter > 0:
-            # Continue the data order where the checkpointed run stopped. Creating a loader
-            # iterator draws from torch's RNG, so keep the RNG state just restored from the checkpoint.
-            restored = rng_state()
+        if self.start_iter > 0:  # continue the data order where the checkpointed run stopped
             loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
             replace_data_loader(self._trainer, loader)
-            set_rng_state(restored)
 
     def state_dict(self) -> dict[str, Any]:
         """Iteration, hooks, optimizer (and grad scaler) state, and RNG states.
@@ -153,11 +141,13 @@ class Trainer(DefaultTrainer):
         state = super().state_dict()
         state.setdefault("_trainer", self._trainer.state_dict())
         state["rng"] = rng_state()
+        state["data_seed"] = self._data_seed
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         rng = state_dict.pop("rng", None)
+        self._data_seed = state_dict.pop("data_seed", self._data_seed)
         super().load_state_dict(state_dict)
         if "load_state_dict" not in DefaultTrainer.__dict__ and "_trainer" in state_dict:
             self._trainer.load_state_dict(state_dict["_trainer"])  # detectron2 v0.6
