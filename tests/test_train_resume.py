@@ -102,3 +102,65 @@ def test_sigkilled_training_resumes_bit_identical_to_an_uninterrupted_run(shapes
     os.kill(process.pid, signal.SIGKILL)
     process.communicate()
     _resume_and_check(output, shapes, num_workers, reference)
+
+
+SECOND_SIGNAL_DURING_SAVE = """
+import os, signal, sys
+import swin_scratch.detection.checkpoint as checkpoint_module
+import swin_scratch.detection.interruptions as interruptions
+
+signals_seen = []
+real_handle = interruptions.StopRequest._handle
+real_atomic_write = checkpoint_module.atomic_write_bytes
+
+def counting_handle(self, signum, frame):
+    signals_seen.append(signum)
+    real_handle(self, signum, frame)
+
+def write_with_a_second_signal(path, write):
+    def interrupted_write(handle):
+        handle.write(b"")
+        if len(signals_seen) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the second signal arrives while the checkpoint is written
+        write(handle)
+    real_atomic_write(path, interrupted_write)
+
+interruptions.StopRequest._handle = counting_handle
+checkpoint_module.atomic_write_bytes = write_with_a_second_signal
+
+if __name__ == "__main__":
+    from swin_scratch.detection.train import main
+    status = main(sys.argv[1:])
+    assert len(signals_seen) == 2, signals_seen
+    sys.exit(status)
+"""
+
+PREEMPTED = re.compile(r"^SIGTERM: stopped at iteration (\d+), checkpoint saved to (\S+); resume with: (python .+)$",
+                       re.MULTILINE)
+
+
+def test_sigterm_checkpoints_the_current_iteration_exits_0_and_resumes_bit_identical(shapes, reference, tmp_path):
+    output = tmp_path / "preempted"
+    script = tmp_path / "second_signal_during_save.py"
+    script.write_text(SECOND_SIGNAL_DURING_SAVE)
+    command = _command(output, shapes, 2)
+    process = subprocess.Popen([command[0], str(script), *command[2:]], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (output / "last_checkpoint").exists():
+        assert process.poll() is None and time.time() < deadline, process.communicate()[1][-3000:]
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+
+    match = PREEMPTED.search(stderr)
+    assert match, stderr[-3000:]
+    checkpoint = Path(match.group(2))
+    assert checkpoint.parent == output and checkpoint.name == f"model_{int(match.group(1)):07d}.pth"
+    assert (output / "last_checkpoint").read_text() == checkpoint.name
+    assert match.group(3).startswith("python ") and " --resume " in match.group(3)
+    assert not [path.name for path in output.iterdir() if path.name.endswith(".tmp")], "temp file left"
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert saved["iteration"] == int(match.group(1))
+    _resume_and_check(output, shapes, 2, reference)

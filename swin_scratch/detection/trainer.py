@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import weakref
 from typing import Any
 
@@ -20,6 +21,9 @@ from detectron2.utils.logger import setup_logger
 from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
+from swin_scratch.detection.interruptions import (
+    StopOnSignal, StopRequest, TrainingStopped, is_lost_peer_error, lost_rank_error, resume_command,
+)
 from swin_scratch.detection.optimizer import build_swin_optimizer
 from swin_scratch.detection.train_loader import build_resumable_train_loader, preserved_global_rngs
 
@@ -96,7 +100,12 @@ class Trainer(DefaultTrainer):
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
+        self._stop_request = StopRequest()
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        """detectron2's hooks, then the preemption stop (after the LR step and periodic checkpoint)."""
+        return super().build_hooks() + [StopOnSignal(self._stop_request)]
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -162,15 +171,29 @@ class Trainer(DefaultTrainer):
         return DatasetEvaluators([SwinCOCOEvaluator(dataset_name, output_dir=output_folder)])
 
     def train(self) -> dict[str, Any] | None:
-        try:
-            return super().train()
-        except FloatingPointError as err:
-            last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
-            raise TrainingDivergedError(
-                f"training diverged at iteration {self.iter}: a loss became NaN or infinite "
-                f"({str(err).splitlines()[0]}). Last good checkpoint: {last or 'none written yet'}; "
-                "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS, then resume with --resume."
-            ) from None
+        """detectron2's loop; SIGTERM/SIGINT stop it cleanly at a checkpoint (:mod:`.interruptions`)."""
+        with self._stop_request.installed():
+            try:
+                return super().train()
+            except TrainingStopped as stop:
+                if comm.is_main_process():
+                    print(f"{stop.signal_name}: stopped at iteration {stop.iteration}, checkpoint saved to "
+                          f"{stop.checkpoint}; resume with: {resume_command()}", file=sys.stderr, flush=True)
+                return None
+            except FloatingPointError as err:
+                raise self._diverged(err) from None
+            except RuntimeError as err:
+                if is_lost_peer_error(err):
+                    raise lost_rank_error(err, self.iter) from None
+                raise
+
+    def _diverged(self, err: FloatingPointError) -> TrainingDivergedError:
+        last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
+        return TrainingDivergedError(
+            f"training diverged at iteration {self.iter}: a loss became NaN or infinite "
+            f"({str(err).splitlines()[0]}). Last good checkpoint: {last or 'none written yet'}; "
+            "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS, then resume with --resume."
+        )
 
 
 def build_model_for_inference(cfg):
