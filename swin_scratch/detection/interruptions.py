@@ -43,7 +43,11 @@ class TrainingStopped(BaseException):
 
 
 class LostRankError(RuntimeError):
-    """Another training process of this job died; this one cannot go on."""
+    """A training process of this job died; the others cannot go on. ``exit_status`` is for the launcher."""
+
+    def __init__(self, message: str, exit_status: int = 1):
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 class StopRequest:

@@ -7,9 +7,11 @@ joins the process group that torchrun's rendezvous describes instead of spawning
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from datetime import timedelta
-from typing import Any, Callable
+from types import FrameType
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -17,7 +19,12 @@ import torch.multiprocessing as mp
 
 from detectron2.utils import comm
 
+from swin_scratch.compat.bridges import create_local_process_group
+from swin_scratch.detection.interruptions import STOP_SIGNALS, LostRankError
+
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+# After one process fails, how long the others get to notice and exit before they are terminated.
+FAILURE_GRACE_S = 10.0
 
 
 def started_by_torchrun() -> bool:
@@ -32,24 +39,6 @@ def free_local_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def setup_local_process_group(processes_per_machine: int) -> None:
-    """detectron2's ``comm.get_local_rank()`` needs a group of the ranks on this machine.
-
-    Bridges detectron2 versions: upstream main has ``comm.create_local_process_group``; v0.6
-    expects callers to set ``comm._LOCAL_PROCESS_GROUP`` themselves.
-    """
-    if hasattr(comm, "create_local_process_group"):
-        comm.create_local_process_group(processes_per_machine)
-        return
-    world_size = dist.get_world_size()
-    machine_rank = dist.get_rank() // processes_per_machine
-    for machine in range(world_size // processes_per_machine):
-        ranks = list(range(machine * processes_per_machine, (machine + 1) * processes_per_machine))
-        group = dist.new_group(ranks)
-        if machine == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = group
 
 
 def _init_and_run(
@@ -68,7 +57,7 @@ def _init_and_run(
     dist.init_process_group(
         backend=default_backend(use_cuda), init_method=init_method, world_size=world_size, rank=global_rank, timeout=timeout
     )
-    setup_local_process_group(processes_per_machine)
+    create_local_process_group(processes_per_machine)
     comm.synchronize()
     try:
         main_func(*args)
@@ -115,9 +104,57 @@ def launch(
         if num_machines > 1:
             raise ValueError("--dist-url must name machine 0 (tcp://HOST:PORT) for multi-machine jobs")
         dist_url = f"tcp://127.0.0.1:{free_local_port()}"
-    mp.spawn(
+    context = mp.start_processes(
         _spawned_worker,
         nprocs=num_processes_per_machine,
         args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args, timeout),
+        join=False,
         daemon=False,
+    )
+    with signals_forwarded_to(context.processes):
+        wait_for_processes(context, first_rank=machine_rank * num_processes_per_machine)
+
+
+class signals_forwarded_to:
+    """While spawned processes run, SIGTERM/SIGINT sent to the launcher reach them too (they stop at a
+    checkpoint, see :mod:`.interruptions`); a scheduler may signal only the process it started."""
+
+    def __init__(self, processes: list):
+        self._processes = processes
+        self._previous: dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: Optional[FrameType]) -> None:
+        for process in self._processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    def __enter__(self) -> "signals_forwarded_to":
+        self._previous = {signum: signal.signal(signum, self._forward) for signum in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def wait_for_processes(context: mp.ProcessContext, first_rank: int) -> None:
+    """Join the spawned processes; if one dies, stop the others and raise :class:`LostRankError` naming it."""
+    try:
+        while not context.join(grace_period=FAILURE_GRACE_S):
+            pass
+    except mp.ProcessException as err:
+        raise lost_rank_error(context.processes[err.error_index], first_rank + err.error_index) from None
+
+
+def lost_rank_error(process: Any, rank: int) -> LostRankError:
+    """Name the process that failed first (torch reports the first exit it saw) and how it ended."""
+    exitcode = process.exitcode or 1
+    if exitcode < 0:
+        how, status = f"was killed by {signal.Signals(-exitcode).name}", 1
+    else:
+        how, status = f"exited with status {exitcode} (its error is above)", exitcode
+    return LostRankError(
+        f"training process rank {rank} (pid {process.pid}) {how}; the other processes were stopped. "
+        "Checkpoints already written are complete: restart the same command with --resume",
+        exit_status=status,
     )

@@ -10,14 +10,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from detectron2.data.build import _train_loader_from_config
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model
+from detectron2.engine.hooks import PeriodicCheckpointer
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.compat.bridges import load_inner_trainer_state, replace_data_loader, save_inner_trainer_state
 from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
@@ -33,12 +35,9 @@ class TrainingDivergedError(FloatingPointError):
     """A loss became NaN/inf; no checkpoint was written from the diverged state."""
 
 
-def create_ddp_model(model: torch.nn.Module, use_cuda: bool) -> torch.nn.Module:
-    """DDP when there are several processes; CPU modules get ``device_ids=None`` (gloo)."""
-    if comm.get_world_size() == 1:
-        return model
-    device_ids = [comm.get_local_rank()] if use_cuda else None
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+def ddp_device_ids(cfg) -> dict[str, Any]:
+    """CPU modules take ``device_ids=None`` (gloo); detectron2's default is the local GPU."""
+    return {} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
 
 
 def rng_state() -> dict[str, Any]:
@@ -62,16 +61,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def replace_data_loader(trainer: SimpleTrainer, loader) -> None:
-    """Swap a SimpleTrainer's loader. Bridges detectron2 versions: v0.6 keeps an eager
-    ``_data_loader_iter``; upstream main creates ``_data_loader_iter_obj`` lazily behind a property."""
-    trainer.data_loader = loader
-    if isinstance(getattr(type(trainer), "_data_loader_iter", None), property):
-        trainer._data_loader_iter_obj = None
-    else:
-        trainer._data_loader_iter = iter(loader)
-
-
 class Trainer(DefaultTrainer):
     """The Swin detection trainer.
 
@@ -93,7 +82,7 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self._data_seed)
-        model = create_ddp_model(model, use_cuda=cfg.MODEL.DEVICE.startswith("cuda"))
+        model = create_ddp_model(model, broadcast_buffers=False, **ddp_device_ids(cfg))
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SwinCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
@@ -104,8 +93,13 @@ class Trainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
-        """detectron2's hooks, then the preemption stop (after the LR step and periodic checkpoint)."""
-        return super().build_hooks() + [StopOnSignal(self._stop_request)]
+        """detectron2's hooks (periodic checkpoints kept: ``SOLVER.CHECKPOINT_KEEP``), then the
+        preemption stop (after the LR step and the periodic checkpoint)."""
+        hooks = super().build_hooks()
+        for hook in hooks:
+            if isinstance(hook, PeriodicCheckpointer):
+                hook.max_to_keep = self.cfg.SOLVER.CHECKPOINT_KEEP or None
+        return hooks + [StopOnSignal(self._stop_request)]
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -136,19 +130,19 @@ class Trainer(DefaultTrainer):
         )
 
     def resume_or_load(self, resume: bool = True) -> None:
-        super().resume_or_load(resume=resume)
-        if self.start_iter > 0:  # continue the data order where the checkpointed run stopped
+        """detectron2's, but the start iteration follows the checkpoint actually loaded (the
+        checkpointer may fall back to an earlier one, or to a fresh start)."""
+        self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if self.checkpointer.resumed_from:
+            self.start_iter = self.iter + 1
+            # continue the data order where the checkpointed run stopped
             loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
             replace_data_loader(self._trainer, loader)
 
     def state_dict(self) -> dict[str, Any]:
-        """Iteration, hooks, optimizer (and grad scaler) state, and RNG states.
-
-        Bridges detectron2 versions: v0.6's DefaultTrainer does not save its inner trainer's
-        state, so its checkpoints would resume AdamW with empty moments; upstream main does.
-        """
+        """Iteration, hooks, optimizer (and grad scaler) state, RNG states and the data-order seed."""
         state = super().state_dict()
-        state.setdefault("_trainer", self._trainer.state_dict())
+        save_inner_trainer_state(state, self._trainer)
         state["rng"] = rng_state()
         state["data_seed"] = self._data_seed
         return state
@@ -158,8 +152,7 @@ class Trainer(DefaultTrainer):
         rng = state_dict.pop("rng", None)
         self._data_seed = state_dict.pop("data_seed", self._data_seed)
         super().load_state_dict(state_dict)
-        if "load_state_dict" not in DefaultTrainer.__dict__ and "_trainer" in state_dict:
-            self._trainer.load_state_dict(state_dict["_trainer"])  # detectron2 v0.6
+        load_inner_trainer_state(state_dict, self._trainer)
         if rng is not None:
             set_rng_state(rng)
 
@@ -183,7 +176,7 @@ class Trainer(DefaultTrainer):
             except FloatingPointError as err:
                 raise self._diverged(err) from None
             except RuntimeError as err:
-                if is_lost_peer_error(err):
+                if is_lost_peer_error(err) and not isinstance(err, CheckpointError):
                     raise lost_rank_error(err, self.iter) from None
                 raise
 
