@@ -172,3 +172,39 @@ def test_a_save_that_hits_the_file_size_limit_raises_a_write_error_and_replaces_
     assert "File too large" in result.stderr and "model_0000099.pth and last_checkpoint are unchanged" in result.stderr
     assert sorted(os.listdir(tmp_path)) == ["last_checkpoint", "model_0000099.pth"]  # no temp file left
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000099.pth"
+
+
+@pytest.mark.slow
+def test_training_whose_checkpoint_write_fails_stops_with_one_error_line_and_keeps_the_previous(tmp_path):
+    import resource
+
+    from shapes_helpers import make_tiny_shapes, train_net_command
+
+    shapes = make_tiny_shapes(tmp_path / "shapes")
+    output = tmp_path / "out"
+
+    def train(max_iter: str, *args: str, **popen_kwargs) -> subprocess.CompletedProcess:
+        command = train_net_command(output, shapes, "SOLVER.MAX_ITER", max_iter, "SOLVER.CHECKPOINT_PERIOD", "2",
+                                    "SOLVER.CHECKPOINT_KEEP", "2", "DATASETS.TEST", "()", args=args)
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, **popen_kwargs)
+
+    first = train("6")
+    assert first.returncode == 0, first.stderr[-3000:]
+    # SOLVER.CHECKPOINT_KEEP 2: of the periodic checkpoints 1, 3 and 5 the last two are kept
+    assert sorted(path.name for path in output.glob("model_*.pth")) == [
+        "model_0000003.pth", "model_0000005.pth", "model_final.pth"]
+    previous = (output / "model_final.pth").read_bytes()
+
+    def disk_full() -> None:  # checkpoints (~4.5 MB) no longer fit; logs do
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    failed = train("8", "--resume", preexec_fn=disk_full)
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, failed.stderr[-3000:]
+    assert errors[0].startswith(f"error: cannot write checkpoint model_0000007.pth in {output}: File too large")
+    assert "Traceback" not in failed.stderr
+    assert (output / "last_checkpoint").read_text() == "model_final.pth"
+    assert (output / "model_final.pth").read_bytes() == previous
+    assert not (output / "model_0000007.pth").exists()
+    assert not [path.name for path in output.iterdir() if path.name.endswith(".tmp")], "temp file left"

@@ -164,3 +164,20 @@ def test_sigterm_checkpoints_the_current_iteration_exits_0_and_resumes_bit_ident
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert saved["iteration"] == int(match.group(1))
     _resume_and_check(output, shapes, 2, reference)
+
+
+def test_resume_skips_a_truncated_latest_checkpoint_and_still_ends_bit_identical(shapes, reference, tmp_path):
+    output = tmp_path / "damaged"
+    output.mkdir()
+    for name in ("model_0000002.pth", "model_0000005.pth"):  # the default SOLVER.CHECKPOINT_KEEP 0 keeps both
+        (output / name).write_bytes((reference / name).read_bytes())
+    latest = output / "model_0000005.pth"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # cut off mid-write by a crash
+    (output / "last_checkpoint").write_text(latest.name)
+
+    resumed = _run(output, shapes, 0, "--resume")
+    warnings = [line for line in resumed.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "model_0000005.pth" in warnings[0], resumed.stderr[-3000:]
+    assert f"resuming from {output / 'model_0000002.pth'} instead" in warnings[0]
+    assert "Starting training from iteration 3" in resumed.stdout + resumed.stderr
+    assert_same_final_state(reference, output)
