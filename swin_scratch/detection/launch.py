@@ -142,7 +142,7 @@ def wait_for_processes(context: mp.ProcessContext, first_rank: int) -> None:
     try:
         while not context.join(grace_period=FAILURE_GRACE_S):
             pass
-    except mp.ProcessException as err:
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
         raise lost_rank_error(context.processes[err.error_index], first_rank + err.error_index) from None
 
 
