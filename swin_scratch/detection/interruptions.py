@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shlex
 import signal
 import sys
@@ -112,8 +113,9 @@ def lost_rank_error(err: BaseException, iteration: int) -> LostRankError:
     rank, world_size = comm.get_rank(), comm.get_world_size()
     others = [str(other) for other in range(world_size) if other != rank]
     which = f"rank {others[0]}" if len(others) == 1 else f"one of ranks {', '.join(others)}"
-    first_line = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    # gloo's message: "[file.cc:561] Connection closed by peer [host]:port. This is typically caused by ..."
+    first_sentence = re.sub(r"^\[[^\]]*\]\s*", "", str(err)).split(". ")[0].splitlines()[0][:200] or type(err).__name__
     return LostRankError(
-        f"rank {rank} lost {which} at iteration {iteration} ({first_line}); that process died, so this one "
+        f"rank {rank} lost {which} at iteration {iteration} ({first_sentence}); that process died, so this one "
         "stops too. Checkpoints already written are complete; restart with --resume"
     )
