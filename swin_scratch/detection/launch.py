@@ -3,15 +3,20 @@
 detectron2 v0.6's ``launch`` requires CUDA and NCCL; this one also runs CPU processes with gloo
 (``--num-gpus N MODEL.DEVICE cpu`` means N CPU processes), and, when started by ``torchrun``,
 joins the process group that torchrun's rendezvous describes instead of spawning.
+
+When spawning, the launcher forwards SIGTERM/SIGINT to its processes (they stop at a checkpoint),
+and if one of them dies it stops the others and raises :class:`LostRankError` naming its rank.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sys
 from datetime import timedelta
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -115,25 +120,21 @@ def launch(
         wait_for_processes(context, first_rank=machine_rank * num_processes_per_machine)
 
 
-class signals_forwarded_to:
+@contextlib.contextmanager
+def signals_forwarded_to(processes: list) -> Iterator[None]:
     """While spawned processes run, SIGTERM/SIGINT sent to the launcher reach them too (they stop at a
-    checkpoint, see :mod:`.interruptions`); a scheduler may signal only the process it started."""
+    checkpoint, see :mod:`.interruptions`): a scheduler may signal only the process it started."""
 
-    def __init__(self, processes: list):
-        self._processes = processes
-        self._previous: dict[int, Any] = {}
-
-    def _forward(self, signum: int, frame: Optional[FrameType]) -> None:
-        for process in self._processes:
+    def forward(signum: int, frame: Optional[FrameType]) -> None:
+        for process in processes:
             if process.is_alive():
                 os.kill(process.pid, signum)
 
-    def __enter__(self) -> "signals_forwarded_to":
-        self._previous = {signum: signal.signal(signum, self._forward) for signum in STOP_SIGNALS}
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        for signum, handler in self._previous.items():
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
@@ -143,6 +144,8 @@ def wait_for_processes(context: mp.ProcessContext, first_rank: int) -> None:
         while not context.join(grace_period=FAILURE_GRACE_S):
             pass
     except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
+        if isinstance(err, mp.ProcessRaisedException):  # an unexpected crash: its traceback matters
+            print(str(err), file=sys.stderr, flush=True)
         raise lost_rank_error(context.processes[err.error_index], first_rank + err.error_index) from None
 
 
