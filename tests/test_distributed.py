@@ -80,7 +80,9 @@ def _wait_for(process: subprocess.Popen, *paths: Path) -> None:
     while not all(path.exists() for path in paths):
         if process.poll() is not None or time.time() > deadline:
             os.killpg(process.pid, signal.SIGKILL)
-            pytest.fail(f"{[p.name for p in paths]} not written: {process.communicate()[1][-3000:]}")
+            stdout, stderr = process.communicate()
+            pytest.fail(f"{[p.name for p in paths]} not written (exit {process.returncode}):\n"
+                        f"{stdout[-2000:]}\n{stderr[-3000:]}")
         time.sleep(0.02)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
+import tempfile
 from datetime import timedelta
 from types import FrameType
 from typing import Any, Callable, Iterator, Optional
@@ -40,10 +40,14 @@ def default_backend(use_cuda: bool) -> str:
     return "nccl" if use_cuda else "gloo"
 
 
-def free_local_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@contextlib.contextmanager
+def local_rendezvous() -> Iterator[str]:
+    """An ``init_method`` for the processes of one machine: a file in a fresh temp folder.
+
+    (A free TCP port picked beforehand can be taken by another process before rank 0 listens on it.)
+    """
+    with tempfile.TemporaryDirectory(prefix="swin_scratch_rendezvous_") as folder:
+        yield f"file://{folder}/rendezvous"
 
 
 def _init_and_run(
@@ -105,19 +109,20 @@ def launch(
     if world_size == 1:
         main_func(*args)
         return
-    if dist_url in (None, "auto"):
-        if num_machines > 1:
-            raise ValueError("--dist-url must name machine 0 (tcp://HOST:PORT) for multi-machine jobs")
-        dist_url = f"tcp://127.0.0.1:{free_local_port()}"
-    context = mp.start_processes(
-        _spawned_worker,
-        nprocs=num_processes_per_machine,
-        args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args, timeout),
-        join=False,
-        daemon=False,
-    )
-    with signals_forwarded_to(context.processes):
-        wait_for_processes(context, first_rank=machine_rank * num_processes_per_machine)
+    if dist_url in (None, "auto") and num_machines > 1:
+        raise ValueError("--dist-url must name machine 0 (tcp://HOST:PORT) for multi-machine jobs")
+    with contextlib.ExitStack() as stack:
+        if dist_url in (None, "auto"):
+            dist_url = stack.enter_context(local_rendezvous())
+        context = mp.start_processes(
+            _spawned_worker,
+            nprocs=num_processes_per_machine,
+            args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args, timeout),
+            join=False,
+            daemon=False,
+        )
+        with signals_forwarded_to(context.processes):
+            wait_for_processes(context, first_rank=machine_rank * num_processes_per_machine)
 
 
 @contextlib.contextmanager
