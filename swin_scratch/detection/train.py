@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-gpus N with MODEL.DEVICE cpu starts N CPU processes (gloo).\n"
         "Under torchrun, the process group comes from torchrun's environment."
     )
+    # detectron2's default is a fixed port (49152 for uid 0): concurrent jobs on one machine collide.
+    # "auto": single-machine processes meet through a temp file (swin_scratch.detection.launch).
+    parser.set_defaults(dist_url="auto")
     parser.add_argument(
         "--config", dest="config_file", metavar="NAME_OR_PATH",
         help="config path, or a bare name such as swin_coco.yaml looked up in configs/",
