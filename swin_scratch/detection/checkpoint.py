@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+import re
+import sys
+from typing import Any, Optional
 
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils import comm
 
 from swin_scratch.checkpoint_io import CheckpointError, atomic_write_bytes, local_weights_path, read_checkpoint
 from swin_scratch.detection.backbone import swin_module
@@ -21,9 +24,42 @@ from swin_scratch.models.swin_checkpoint import load_swin_checkpoint, resize_rel
 logger = logging.getLogger(__name__)
 
 
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (disk full, file too large, no permission); nothing was replaced."""
+
+
+def write_failure_cause(err: BaseException) -> str:
+    """The OS-level reason behind a failed write (torch.save wraps it in a RuntimeError), else the error."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{cause.strerror} (errno {cause.errno})"
+        cause = cause.__cause__ or cause.__context__
+    return (str(err).splitlines() or [type(err).__name__])[0][:200]
+
+
 def looks_like_official_swin(state_dict: dict[str, Any]) -> bool:
     """True for microsoft/Swin-Transformer (``layers.0.blocks...``) or mmdet (``backbone.layers...``) layouts."""
     return any(key.startswith(("layers.0.blocks.", "backbone.layers.0.blocks.")) for key in state_dict)
+
+
+CHECKPOINT_NAME = re.compile(r"^model_(\d+|final)\.pth$")
+
+
+def _iteration_order(path: str) -> float:
+    number = CHECKPOINT_NAME.match(os.path.basename(path)).group(1)
+    return float("inf") if number == "final" else int(number)
+
+
+def _first_clause(err: BaseException) -> str:
+    return str(err).split(". ")[0].split("; ")[0]
+
+
+def _warn(message: str) -> None:
+    """One ``warning:`` line on stderr, from the main process only."""
+    if comm.is_main_process():
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    logger.warning(message)
 
 
 class SwinCheckpointer(DetectionCheckpointer):
@@ -33,6 +69,38 @@ class SwinCheckpointer(DetectionCheckpointer):
     checkpoint: its backbone weights are translated by :func:`load_swin_checkpoint` (window-size
     resizing included) into the Swin inside the model.
     """
+
+    resumed_from: Optional[str] = None  # the checkpoint a resume loaded; None: started from MODEL.WEIGHTS
+    _read_ahead: Optional[tuple[str, dict[str, Any]]] = None  # a file read while choosing it, not read twice
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> dict[str, Any]:
+        """Resume from ``last_checkpoint``'s file or, if that one is missing or damaged, from the newest
+        readable earlier checkpoint in the folder (one warning line says which); with none readable,
+        start from ``path`` (``MODEL.WEIGHTS``) as a fresh run, saying so."""
+        self.resumed_from = None
+        if not (resume and self.has_checkpoint()):
+            return self.load(path, checkpointables=[])
+        named = self.get_checkpoint_file()
+        problems: list[str] = []
+        for candidate in self._resume_candidates(named):
+            try:
+                self._read_ahead = (candidate, self._load_file(candidate))
+            except CheckpointError as err:
+                problems.append(f"{os.path.basename(candidate)}: {_first_clause(err)}")
+                continue
+            if problems:
+                _warn(f"the latest checkpoint is not usable ({'; '.join(problems)}); resuming from {candidate} instead")
+            self.resumed_from = candidate
+            return self.load(candidate)
+        _warn(f"no usable checkpoint in {self.save_dir} ({'; '.join(problems)}); starting a fresh run from "
+              f"MODEL.WEIGHTS ({path or 'random initialization'}) at iteration 0")
+        return self.load(path, checkpointables=[])
+
+    def _resume_candidates(self, named: str) -> list[str]:
+        """``named`` first, then the folder's other ``model_*.pth`` files, newest (highest iteration) first."""
+        others = [os.path.join(self.save_dir, name) for name in os.listdir(self.save_dir) if CHECKPOINT_NAME.match(name)]
+        others.sort(key=_iteration_order, reverse=True)
+        return [named] + [other for other in others if os.path.abspath(other) != os.path.abspath(named)]
 
     def save(self, name: str, **kwargs: Any) -> None:
         if not self.save_dir or not self.save_to_disk:
@@ -44,8 +112,19 @@ class SwinCheckpointer(DetectionCheckpointer):
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
-        atomic_write_bytes(save_file, lambda handle: torch.save(data, handle))
-        self.tag_last_checkpoint(basename)
+        try:
+            atomic_write_bytes(save_file, lambda handle: torch.save(data, handle))
+            self.tag_last_checkpoint(basename)
+        except (OSError, RuntimeError) as err:
+            raise self._write_error(basename, err) from None
+
+    def _write_error(self, basename: str, err: BaseException) -> CheckpointWriteError:
+        previous = self.get_checkpoint_file() if self.has_checkpoint() else None
+        kept = f"the previous checkpoint {previous} and last_checkpoint are unchanged" if previous else "nothing was written"
+        return CheckpointWriteError(
+            f"cannot write checkpoint {basename} in {self.save_dir}: {write_failure_cause(err)}; {kept}. Free space "
+            "(or allow writing) there, or set OUTPUT_DIR to another folder after copying it, then resume with --resume"
+        )
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         """Point ``last_checkpoint`` at a file that is already complete on disk."""
@@ -58,6 +137,9 @@ class SwinCheckpointer(DetectionCheckpointer):
         return super().load(path, checkpointables=checkpointables)
 
     def _load_file(self, filename: str) -> dict[str, Any]:
+        if self._read_ahead is not None and self._read_ahead[0] == filename:
+            loaded, self._read_ahead = self._read_ahead[1], None
+            return loaded
         loaded = read_checkpoint(filename)
         state = loaded.get("model", loaded.get("state_dict", loaded))
         if isinstance(state, dict) and looks_like_official_swin(state):

@@ -35,6 +35,10 @@ def add_swin_config(cfg: CN) -> None:
     cfg.SOLVER.NO_WEIGHT_DECAY_KEYS = ["relative_position_bias_table", "absolute_pos_embed"]
     # Stop training when a loss is NaN/inf instead of writing checkpoints with NaN weights
     cfg.SOLVER.STOP_ON_NONFINITE_LOSS = True
+    # Periodic checkpoints kept in OUTPUT_DIR (older ones are deleted; model_final is never deleted).
+    # 0 keeps all (detectron2's behaviour). Keep at least 2: --resume falls back to the newest
+    # readable earlier checkpoint when the latest one is damaged or missing.
+    cfg.SOLVER.CHECKPOINT_KEEP = 0
 
     # Official multi-scale recipe: with probability PROB, resize the short side to one of
     # PRE_RESIZE_SIZES, take a random absolute crop of CROP_SIZE (h, w ranges), then do the usual

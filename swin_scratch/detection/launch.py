@@ -3,13 +3,20 @@
 detectron2 v0.6's ``launch`` requires CUDA and NCCL; this one also runs CPU processes with gloo
 (``--num-gpus N MODEL.DEVICE cpu`` means N CPU processes), and, when started by ``torchrun``,
 joins the process group that torchrun's rendezvous describes instead of spawning.
+
+When spawning, the launcher forwards SIGTERM/SIGINT to its processes (they stop at a checkpoint),
+and if one of them dies it stops the others and raises :class:`LostRankError` naming its rank.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
+import signal
+import sys
+import tempfile
 from datetime import timedelta
-from typing import Any, Callable
+from types import FrameType
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -17,7 +24,12 @@ import torch.multiprocessing as mp
 
 from detectron2.utils import comm
 
+from swin_scratch.compat.bridges import create_local_process_group
+from swin_scratch.detection.interruptions import STOP_SIGNALS, LostRankError
+
 DEFAULT_TIMEOUT = timedelta(minutes=30)
+# After one process fails, how long the others get to notice and exit before they are terminated.
+FAILURE_GRACE_S = 10.0
 
 
 def started_by_torchrun() -> bool:
@@ -28,28 +40,14 @@ def default_backend(use_cuda: bool) -> str:
     return "nccl" if use_cuda else "gloo"
 
 
-def free_local_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@contextlib.contextmanager
+def local_rendezvous() -> Iterator[str]:
+    """An ``init_method`` for the processes of one machine: a file in a fresh temp folder.
 
-
-def setup_local_process_group(processes_per_machine: int) -> None:
-    """detectron2's ``comm.get_local_rank()`` needs a group of the ranks on this machine.
-
-    Bridges detectron2 versions: upstream main has ``comm.create_local_process_group``; v0.6
-    expects callers to set ``comm._LOCAL_PROCESS_GROUP`` themselves.
+    (A free TCP port picked beforehand can be taken by another process before rank 0 listens on it.)
     """
-    if hasattr(comm, "create_local_process_group"):
-        comm.create_local_process_group(processes_per_machine)
-        return
-    world_size = dist.get_world_size()
-    machine_rank = dist.get_rank() // processes_per_machine
-    for machine in range(world_size // processes_per_machine):
-        ranks = list(range(machine * processes_per_machine, (machine + 1) * processes_per_machine))
-        group = dist.new_group(ranks)
-        if machine == machine_rank:
-            comm._LOCAL_PROCESS_GROUP = group
+    with tempfile.TemporaryDirectory(prefix="swin_scratch_rendezvous_") as folder:
+        yield f"file://{folder}/rendezvous"
 
 
 def _init_and_run(
@@ -68,7 +66,7 @@ def _init_and_run(
     dist.init_process_group(
         backend=default_backend(use_cuda), init_method=init_method, world_size=world_size, rank=global_rank, timeout=timeout
     )
-    setup_local_process_group(processes_per_machine)
+    create_local_process_group(processes_per_machine)
     comm.synchronize()
     try:
         main_func(*args)
@@ -111,13 +109,60 @@ def launch(
     if world_size == 1:
         main_func(*args)
         return
-    if dist_url in (None, "auto"):
-        if num_machines > 1:
-            raise ValueError("--dist-url must name machine 0 (tcp://HOST:PORT) for multi-machine jobs")
-        dist_url = f"tcp://127.0.0.1:{free_local_port()}"
-    mp.spawn(
-        _spawned_worker,
-        nprocs=num_processes_per_machine,
-        args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args, timeout),
-        daemon=False,
+    if dist_url in (None, "auto") and num_machines > 1:
+        raise ValueError("--dist-url must name machine 0 (tcp://HOST:PORT) for multi-machine jobs")
+    with contextlib.ExitStack() as stack:
+        if dist_url in (None, "auto"):
+            dist_url = stack.enter_context(local_rendezvous())
+        context = mp.start_processes(
+            _spawned_worker,
+            nprocs=num_processes_per_machine,
+            args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args, timeout),
+            join=False,
+            daemon=False,
+        )
+        with signals_forwarded_to(context.processes):
+            wait_for_processes(context, first_rank=machine_rank * num_processes_per_machine)
+
+
+@contextlib.contextmanager
+def signals_forwarded_to(processes: list) -> Iterator[None]:
+    """While spawned processes run, SIGTERM/SIGINT sent to the launcher reach them too (they stop at a
+    checkpoint, see :mod:`.interruptions`): a scheduler may signal only the process it started."""
+
+    def forward(signum: int, frame: Optional[FrameType]) -> None:
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def wait_for_processes(context: mp.ProcessContext, first_rank: int) -> None:
+    """Join the spawned processes; if one dies, stop the others and raise :class:`LostRankError` naming it."""
+    try:
+        while not context.join(grace_period=FAILURE_GRACE_S):
+            pass
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
+        if isinstance(err, mp.ProcessRaisedException):  # an unexpected crash: its traceback matters
+            print(str(err), file=sys.stderr, flush=True)
+        raise lost_rank_error(context.processes[err.error_index], first_rank + err.error_index) from None
+
+
+def lost_rank_error(process: Any, rank: int) -> LostRankError:
+    """Name the process that failed first (torch reports the first exit it saw) and how it ended."""
+    exitcode = process.exitcode or 1
+    if exitcode < 0:
+        how, status = f"was killed by {signal.Signals(-exitcode).name}", 1
+    else:
+        how, status = f"exited with status {exitcode} (its error is above)", exitcode
+    return LostRankError(
+        f"training process rank {rank} (pid {process.pid}) {how}; the other processes were stopped. "
+        "Checkpoints already written are complete: restart the same command with --resume",
+        exit_status=status,
     )

@@ -15,6 +15,7 @@ from swin_scratch.checkpoint_io import CheckpointError
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.checkpoint_classes import CHECKPOINT_KEY, TrainingClasses
 from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
+from swin_scratch.detection.interruptions import LostRankError
 from swin_scratch.detection.launch import launch
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 from swin_scratch.detection.device import use_available_device
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(the default) on a machine without a GPU, after a warning.\n"
         "Under torchrun, the process group comes from torchrun's environment."
     )
+    # detectron2's default is a fixed port (49152 for uid 0): concurrent jobs on one machine collide.
+    # "auto": single-machine processes meet through a temp file (swin_scratch.detection.launch).
+    parser.set_defaults(dist_url="auto")
     parser.add_argument(
         "--config", dest="config_file", metavar="NAME_OR_PATH",
         help="config path, or a bare name such as swin_coco.yaml looked up in configs/",
@@ -141,6 +145,16 @@ def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     return trainer.train()
 
 
+def run_reporting_errors(args: argparse.Namespace) -> dict[str, Any] | None:
+    """:func:`run`, printing an error as one line in the process that met it (a spawned process has
+    no other way to report it without a traceback) and ending that process with its exit status."""
+    try:
+        return run(args)
+    except USER_ERRORS + (LostRankError,) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(getattr(err, "exit_status", 2)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.config_file:
@@ -155,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = check_inputs(args)
         use_cuda = str(cfg.MODEL.DEVICE).startswith("cuda")
         launch(
-            run,
+            run_reporting_errors,
             args.num_gpus,
             num_machines=args.num_machines,
             machine_rank=args.machine_rank,
@@ -167,5 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("swin_scratch").debug("user error", exc_info=True)
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except LostRankError as err:  # from the launcher: a spawned process died
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_status
     return 0
 

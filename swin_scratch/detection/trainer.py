@@ -1,30 +1,33 @@
 """detectron2's ``DefaultTrainer`` with the Swin recipe: optimizer, augmentation, evaluator, safe checkpoints."""
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import random
+import sys
 import weakref
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
-from torch.nn.parallel import DistributedDataParallel
 
-from detectron2.data import build_detection_train_loader
 from detectron2.data.build import _train_loader_from_config
-from detectron2.data.samplers import TrainingSampler
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model
+from detectron2.engine.hooks import PeriodicCheckpointer
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.compat.bridges import load_inner_trainer_state, replace_data_loader, save_inner_trainer_state
 from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
+from swin_scratch.detection.interruptions import (
+    StopOnSignal, StopRequest, TrainingStopped, is_lost_peer_error, lost_rank_error, resume_command,
+)
 from swin_scratch.detection.optimizer import build_swin_optimizer
+from swin_scratch.detection.train_loader import build_resumable_train_loader, preserved_global_rngs
 
 logger = logging.getLogger("swin_scratch")
 
@@ -32,26 +35,9 @@ class TrainingDivergedError(FloatingPointError):
     """A loss became NaN/inf; no checkpoint was written from the diverged state."""
 
 
-def create_ddp_model(model: torch.nn.Module, use_cuda: bool) -> torch.nn.Module:
-    """DDP when there are several processes; CPU modules get ``device_ids=None`` (gloo)."""
-    if comm.get_world_size() == 1:
-        return model
-    device_ids = [comm.get_local_rank()] if use_cuda else None
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
-
-
-class ResumableTrainingSampler(Sampler):
-    """detectron2's infinite shuffled sampler, started ``skip`` indices in (per process).
-
-    A resumed run then sees the same images at each iteration as an uninterrupted run would.
-    """
-
-    def __init__(self, size: int, seed: int, skip: int = 0):
-        self._sampler = TrainingSampler(size, shuffle=True, seed=seed)
-        self._skip = skip
-
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(iter(self._sampler), self._skip, None)
+def ddp_device_ids(cfg) -> dict[str, Any]:
+    """CPU modules take ``device_ids=None`` (gloo); detectron2's default is the local GPU."""
+    return {} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
 
 
 def rng_state() -> dict[str, Any]:
@@ -75,16 +61,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-def replace_data_loader(trainer: SimpleTrainer, loader) -> None:
-    """Swap a SimpleTrainer's loader. Bridges detectron2 versions: v0.6 keeps an eager
-    ``_data_loader_iter``; upstream main creates ``_data_loader_iter_obj`` lazily behind a property."""
-    trainer.data_loader = loader
-    if isinstance(getattr(type(trainer), "_data_loader_iter", None), property):
-        trainer._data_loader_iter_obj = None
-    else:
-        trainer._data_loader_iter = iter(loader)
-
-
 class Trainer(DefaultTrainer):
     """The Swin detection trainer.
 
@@ -106,14 +82,24 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self._data_seed)
-        model = create_ddp_model(model, use_cuda=cfg.MODEL.DEVICE.startswith("cuda"))
+        model = create_ddp_model(model, broadcast_buffers=False, **ddp_device_ids(cfg))
         self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SwinCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
+        self._stop_request = StopRequest()
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        """detectron2's hooks (periodic checkpoints kept: ``SOLVER.CHECKPOINT_KEEP``), then the
+        preemption stop (after the LR step and the periodic checkpoint)."""
+        hooks = super().build_hooks()
+        for hook in hooks:
+            if isinstance(hook, PeriodicCheckpointer):
+                hook.max_to_keep = self.cfg.SOLVER.CHECKPOINT_KEEP or None
+        return hooks + [StopOnSignal(self._stop_request)]
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -121,46 +107,52 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg, seed: int | None = None, start_iter: int = 0):
-        """The training loader; ``start_iter`` skips the images earlier iterations consumed."""
-        mapper = SafeDatasetMapper(
-            cfg,
-            is_train=True,
-            augmentations=build_train_augmentation(cfg),
-            recompute_boxes=cfg.MODEL.MASK_ON and cfg.INPUT.CROP_BRANCH.ENABLED,
+        """The training loader (:mod:`.train_loader`): batch k is the same whether the run started
+        at 0 or resumed at ``start_iter``; building it leaves the global RNGs untouched."""
+        with preserved_global_rngs():
+            mapper = SafeDatasetMapper(
+                cfg,
+                is_train=True,
+                augmentations=build_train_augmentation(cfg),
+                recompute_boxes=cfg.MODEL.MASK_ON and cfg.INPUT.CROP_BRANCH.ENABLED,
+            )
+            dataset_dicts = _train_loader_from_config(cfg, mapper=mapper)["dataset"]
+            seed = seed if seed is not None else (cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed())
+        return build_resumable_train_loader(
+            dataset_dicts,
+            mapper,
+            images_per_process=cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size(),
+            seed=seed,
+            rank=comm.get_rank(),
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            start_batch=start_iter,
         )
-        kwargs = _train_loader_from_config(cfg, mapper=mapper)
-        seed = seed if seed is not None else (cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed())
-        images_per_process = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
-        kwargs["sampler"] = ResumableTrainingSampler(len(kwargs["dataset"]), seed, start_iter * images_per_process)
-        return build_detection_train_loader(**kwargs)
 
     def resume_or_load(self, resume: bool = True) -> None:
-        super().resume_or_load(resume=resume)
-        if self.start_iter > 0:
-            # Continue the data order where the checkpointed run stopped. Creating a loader
-            # iterator draws from torch's RNG, so keep the RNG state just restored from the checkpoint.
-            restored = rng_state()
+        """detectron2's, but the start iteration follows the checkpoint actually loaded (the
+        checkpointer may fall back to an earlier one, or to a fresh start)."""
+        self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if self.checkpointer.resumed_from:
+            self.start_iter = self.iter + 1
+            # continue the data order where the checkpointed run stopped
             loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
             replace_data_loader(self._trainer, loader)
-            set_rng_state(restored)
 
     def state_dict(self) -> dict[str, Any]:
-        """Iteration, hooks, optimizer (and grad scaler) state, and RNG states.
-
-        Bridges detectron2 versions: v0.6's DefaultTrainer does not save its inner trainer's
-        state, so its checkpoints would resume AdamW with empty moments; upstream main does.
-        """
+        """Iteration, hooks, optimizer (and grad scaler) state, RNG states and the data-order seed."""
         state = super().state_dict()
-        state.setdefault("_trainer", self._trainer.state_dict())
+        save_inner_trainer_state(state, self._trainer)
         state["rng"] = rng_state()
+        state["data_seed"] = self._data_seed
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         rng = state_dict.pop("rng", None)
+        self._data_seed = state_dict.pop("data_seed", self._data_seed)
         super().load_state_dict(state_dict)
-        if "load_state_dict" not in DefaultTrainer.__dict__ and "_trainer" in state_dict:
-            self._trainer.load_state_dict(state_dict["_trainer"])  # detectron2 v0.6
+        load_inner_trainer_state(state_dict, self._trainer)
         if rng is not None:
             set_rng_state(rng)
 
@@ -172,15 +164,29 @@ class Trainer(DefaultTrainer):
         return DatasetEvaluators([SwinCOCOEvaluator(dataset_name, output_dir=output_folder)])
 
     def train(self) -> dict[str, Any] | None:
-        try:
-            return super().train()
-        except FloatingPointError as err:
-            last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
-            raise TrainingDivergedError(
-                f"training diverged at iteration {self.iter}: a loss became NaN or infinite "
-                f"({str(err).splitlines()[0]}). Last good checkpoint: {last or 'none written yet'}; "
-                "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS, then resume with --resume."
-            ) from None
+        """detectron2's loop; SIGTERM/SIGINT stop it cleanly at a checkpoint (:mod:`.interruptions`)."""
+        with self._stop_request.installed():
+            try:
+                return super().train()
+            except TrainingStopped as stop:
+                if comm.is_main_process():
+                    print(f"{stop.signal_name}: stopped at iteration {stop.iteration}, checkpoint saved to "
+                          f"{stop.checkpoint}; resume with: {resume_command()}", file=sys.stderr, flush=True)
+                return None
+            except FloatingPointError as err:
+                raise self._diverged(err) from None
+            except RuntimeError as err:
+                if is_lost_peer_error(err) and not isinstance(err, CheckpointError):
+                    raise lost_rank_error(err, self.iter) from None
+                raise
+
+    def _diverged(self, err: FloatingPointError) -> TrainingDivergedError:
+        last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
+        return TrainingDivergedError(
+            f"training diverged at iteration {self.iter}: a loss became NaN or infinite "
+            f"({str(err).splitlines()[0]}). Last good checkpoint: {last or 'none written yet'}; "
+            "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS, then resume with --resume."
+        )
 
 
 def build_model_for_inference(cfg):

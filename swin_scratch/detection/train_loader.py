@@ -1,0 +1,140 @@
+"""The training data loader whose k-th batch is a pure function of (seed, rank, k).
+
+Why not detectron2's ``build_detection_train_loader``: its batches depend on the loader's history
+(aspect-ratio buckets filled by whichever worker delivered first, each worker's NumPy RNG advanced
+by every image it augmented, a base seed drawn from torch's global RNG when the iterator is first
+used), so a run resumed at iteration k cannot see the batches an uninterrupted run sees. Here:
+
+- the batch sampler walks detectron2's infinite shuffled index stream for this rank and groups it
+  by aspect ratio itself, in the main process, so batch k is known without loading any image and a
+  resumed run just skips k batches of indices;
+- every image is augmented under RNGs seeded from (seed, rank, position in the stream), so its
+  augmentation does not depend on which worker maps it or on what that worker mapped before;
+- the DataLoader owns a ``torch.Generator``: building or starting it never draws from torch's
+  global RNG, which belongs to the model (drop-path, proposal sampling) and is checkpointed.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import random
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from detectron2.data.common import DatasetFromList
+from detectron2.data.samplers import TrainingSampler
+
+logger = logging.getLogger(__name__)
+
+# (position of the image in this rank's stream, dataset index)
+StreamItem = tuple[int, int]
+
+
+@contextlib.contextmanager
+def preserved_global_rngs() -> Iterator[None]:
+    """Run a block without changing torch's, NumPy's or Python's global RNG state."""
+    torch_state, numpy_state, python_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(torch_state)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+
+
+def seed_global_rngs(*entropy: int) -> None:
+    """Seed torch, NumPy and Python's global RNGs from integers (mixed by NumPy's SeedSequence)."""
+    seed = int(np.random.SeedSequence([abs(int(value)) for value in entropy]).generate_state(1)[0])
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class AspectRatioBatchSampler(Sampler):
+    """Batches of :data:`StreamItem` for this rank, from batch ``start_batch`` on, forever.
+
+    Images are taken in the order of detectron2's ``TrainingSampler`` (seeded, sharded by rank)
+    and, with ``landscape`` given, grouped like detectron2's ``AspectRatioGroupedDataset``
+    (two buckets: wider than high, or not); a bucket becomes a batch when it is full.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, landscape: Optional[list[bool]] = None,
+                 start_batch: int = 0):
+        self._indices = TrainingSampler(size, shuffle=True, seed=seed)
+        self._batch_size = batch_size
+        self._landscape = landscape
+        self._start_batch = start_batch
+
+    def _all_batches(self) -> Iterator[list[StreamItem]]:
+        buckets: dict[bool, list[StreamItem]] = {True: [], False: []}
+        for position, index in enumerate(self._indices):
+            bucket = buckets[self._landscape[index] if self._landscape else False]
+            bucket.append((position, index))
+            if len(bucket) == self._batch_size:
+                yield bucket[:]
+                bucket.clear()
+
+    def __iter__(self) -> Iterator[list[StreamItem]]:
+        return itertools.islice(self._all_batches(), self._start_batch, None)
+
+
+class PositionSeededMapDataset(Dataset):
+    """``mapper(dataset[index])`` under RNGs seeded from (seed, rank, position).
+
+    An image the mapper cannot use (it returns None) is replaced by another one drawn from the
+    same seeded RNG, as detectron2's ``MapDataset`` does, but reproducibly.
+    """
+
+    def __init__(self, dataset_dicts: list[dict[str, Any]], mapper: Callable[[dict], Optional[dict]], seed: int,
+                 rank: int, max_replacements: int = 20):
+        self._dataset = DatasetFromList(dataset_dicts, copy=False)  # serialized: workers share, not copy
+        self._mapper = mapper
+        self._seed = seed
+        self._rank = rank
+        self._max_replacements = max_replacements
+
+    def __len__(self) -> int:
+        return len(self._dataset)
+
+    def __getitem__(self, item: StreamItem) -> dict[str, Any]:
+        position, index = item
+        with preserved_global_rngs():
+            seed_global_rngs(self._seed, self._rank, position)
+            for _ in range(self._max_replacements):
+                mapped = self._mapper(self._dataset[index])
+                if mapped is not None:
+                    return mapped
+                index = random.randrange(len(self._dataset))
+        raise RuntimeError(f"{self._max_replacements} images in a row could not be used; check the dataset")
+
+
+def trivial_batch_collator(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Detection models take a list of per-image dicts."""
+    return batch
+
+
+def build_resumable_train_loader(
+    dataset_dicts: list[dict[str, Any]],
+    mapper: Callable[[dict], Optional[dict]],
+    *,
+    images_per_process: int,
+    seed: int,
+    rank: int,
+    num_workers: int,
+    aspect_ratio_grouping: bool,
+    start_batch: int = 0,
+) -> DataLoader:
+    """A loader whose batches from ``start_batch`` on equal those of one started at batch 0."""
+    landscape = [record["width"] > record["height"] for record in dataset_dicts] if aspect_ratio_grouping else None
+    batches = AspectRatioBatchSampler(len(dataset_dicts), images_per_process, seed, landscape, start_batch)
+    return DataLoader(
+        PositionSeededMapDataset(dataset_dicts, mapper, seed, rank),
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=trivial_batch_collator,
+        generator=torch.Generator().manual_seed(seed),
+    )
