@@ -50,8 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", dest="config_file", metavar="NAME_OR_PATH",
         help="config path, or a bare name such as swin_coco.yaml looked up in configs/",
     )
-    # A free local port per run (detectron2's default is one fixed port per user: two concurrent runs collide)
-    parser.set_defaults(dist_url="auto")
     data = parser.add_argument_group(
         "your own COCO-format data (same as the DATASETS.TRAIN_JSON / TRAIN_IMAGES / TEST_JSON / TEST_IMAGES keys)"
     )
