@@ -143,11 +143,11 @@ def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     return trainer.train()
 
 
-def run_reporting_errors(args: argparse.Namespace) -> dict[str, Any] | None:
+def run_reporting_errors(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     """:func:`run`, printing an error as one line in the process that met it (a spawned process has
     no other way to report it without a traceback) and ending that process with its exit status."""
     try:
-        return run(args)
+        return run(args, cfg)
     except USER_ERRORS + (LostRankError,) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(getattr(err, "exit_status", 2)) from None
