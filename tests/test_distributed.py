@@ -16,7 +16,7 @@ import torch
 from shapes_helpers import REPO, make_tiny_shapes, train_net_command
 from swin_scratch.checkpoint_io import read_checkpoint
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
+pytestmark = pytest.mark.slow
 
 # Runs tools/train_net.py's main; every rank writes its pid when training starts and, when
 # training returns, its weights and last iteration (modules are imported again in spawned ranks).

@@ -2,20 +2,22 @@
 bit-identical (weights and optimizer state) to an uninterrupted run."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 
 from shapes_helpers import make_tiny_shapes, train_net_command
 
-# One uninterrupted reference run is shared by the module's tests: keep them on one xdist worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("train_resume")]
+pytestmark = pytest.mark.slow
 
 MAX_ITER = 8
 # Checkpoints after iterations 2 and 5 (detectron2 saves at (iteration + 1) % period == 0).
@@ -71,17 +73,35 @@ def assert_same_final_state(reference: Path, resumed: Path) -> None:
     assert_bit_identical(expected["trainer"]["rng"], actual["trainer"]["rng"], "rng")
 
 
+@contextlib.contextmanager
+def _built_once_per_session(tmp_path_factory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder shared by every pytest-xdist worker of the session; yields (folder, already built).
+
+    The tests of this module may run on different workers, and each would otherwise train its own
+    reference; a lock lets the first one build it and the others reuse it.
+    """
+    basetemp = tmp_path_factory.getbasetemp()
+    shared = basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / f"{name}.done"
+        yield shared / name, done.exists()
+        done.touch()
+
+
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> Path:
-    return make_tiny_shapes(tmp_path_factory.mktemp("shapes"))
+    with _built_once_per_session(tmp_path_factory, "train_resume_shapes") as (root, built):
+        return root if built else make_tiny_shapes(root)
 
 
 @pytest.fixture(scope="module")
 def reference(shapes, tmp_path_factory) -> Path:
     """An uninterrupted run without loader workers (batches do not depend on the worker count)."""
-    output = tmp_path_factory.mktemp("reference")
-    _run(output, shapes, 0)
-    return output
+    with _built_once_per_session(tmp_path_factory, "train_resume_reference") as (output, built):
+        if not built:
+            _run(output, shapes, 0)
+        return output
 
 
 def _resume_and_check(output: Path, shapes: Path, num_workers: int, reference: Path) -> subprocess.CompletedProcess:

@@ -15,43 +15,23 @@ used), so a run resumed at iteration k cannot see the batches an uninterrupted r
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import random
 from typing import Any, Callable, Iterator, Optional
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import TrainingSampler
 
+from swin_scratch.detection.rng import preserved_global_rngs, seed_global_rngs
+
 logger = logging.getLogger(__name__)
 
 # (position of the image in this rank's stream, dataset index)
 StreamItem = tuple[int, int]
-
-
-@contextlib.contextmanager
-def preserved_global_rngs() -> Iterator[None]:
-    """Run a block without changing torch's, NumPy's or Python's global RNG state."""
-    torch_state, numpy_state, python_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
-    try:
-        yield
-    finally:
-        torch.set_rng_state(torch_state)
-        np.random.set_state(numpy_state)
-        random.setstate(python_state)
-
-
-def seed_global_rngs(*entropy: int) -> None:
-    """Seed torch, NumPy and Python's global RNGs from integers (mixed by NumPy's SeedSequence)."""
-    seed = int(np.random.SeedSequence([abs(int(value)) for value in entropy]).generate_state(1)[0])
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 class AspectRatioBatchSampler(Sampler):

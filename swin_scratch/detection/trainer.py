@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import sys
 import weakref
 from typing import Any
 
-import numpy as np
-import torch
 
 from detectron2.data.build import _train_loader_from_config
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model
@@ -27,7 +24,8 @@ from swin_scratch.detection.interruptions import (
     StopOnSignal, StopRequest, TrainingStopped, is_lost_peer_error, lost_rank_error, resume_command,
 )
 from swin_scratch.detection.optimizer import build_swin_optimizer
-from swin_scratch.detection.train_loader import build_resumable_train_loader, preserved_global_rngs
+from swin_scratch.detection.rng import preserved_global_rngs, rng_state, set_rng_state
+from swin_scratch.detection.train_loader import build_resumable_train_loader
 
 logger = logging.getLogger("swin_scratch")
 
@@ -38,27 +36,6 @@ class TrainingDivergedError(FloatingPointError):
 def ddp_device_ids(cfg) -> dict[str, Any]:
     """CPU modules take ``device_ids=None`` (gloo); detectron2's default is the local GPU."""
     return {} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
-
-
-def rng_state() -> dict[str, Any]:
-    """torch / numpy / python RNG states as tensors and plain types (loadable with weights_only)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": random.getstate(),
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    saved = state["numpy"]
-    np.random.set_state(
-        (saved["kind"], saved["keys"].numpy().astype(np.uint32), saved["pos"], saved["has_gauss"], saved["cached"])
-    )
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
 
 
 class Trainer(DefaultTrainer):
