@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -16,7 +17,8 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 import swin_scratch.detection  # noqa: F401
-from swin_scratch.benchmark.timing import MEASUREMENT_ENV, interleaved_medians, markdown_table
+from swin_scratch.benchmark.machine import describe_machine
+from swin_scratch.benchmark.timing import MEASUREMENT_ENV, emit_report, interleaved_medians, markdown_table
 from swin_scratch.detection.config import get_swin_cfg
 
 
@@ -51,8 +53,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1216)
+    parser.add_argument("--markdown", type=Path, metavar="FILE.md", help="also write the report here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    machine = describe_machine(args.threads)
+    print(machine.line(), flush=True)
     torch.manual_seed(0)
     models = {name: build(name) for name in ("swin_t", "r50")}
     params = {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in models.items()}
@@ -82,8 +86,12 @@ def main(argv=None) -> int:
         ["Mask R-CNN R50-FPN (detectron2)", f"{params['r50']:.1f}", f"{latency['r50'] * 1000:.0f}", f"{step['r50'] * 1000:.0f}", f"{memory['r50']:.0f}"],
         ["ratio Swin-T / R50", "", f"{latency['swin_t'] / latency['r50']:.2f}", f"{step['swin_t'] / step['r50']:.2f}", f"{memory['swin_t'] / memory['r50']:.2f}"],
     ]
-    print(f"CPU, {args.threads} threads, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds")
-    print(markdown_table(["model", "params (M)", "inference (ms)", "train step (ms)", "train peak RSS (MiB)"], rows))
+    report = (
+        f"{machine.line()}\n\nCPU, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds\n\n"
+        + markdown_table(["model", "params (M)", "inference (ms)", "train step (ms)", "train peak RSS (MiB)"], rows)
+        + "\n"
+    )
+    emit_report(report, args.markdown)
     return 0
 
 
@@ -92,7 +100,8 @@ def training_peak_rss_mib(name: str, args) -> float:
     code = (
         "import sys, torch; sys.argv = ['x']\n"
         f"torch.set_num_threads({args.threads}); torch.manual_seed(0)\n"
-        "from swin_scratch.benchmark.detection import build, training_batch\nfrom swin_scratch.benchmark.timing import peak_rss_mib\n"
+        "from swin_scratch.benchmark.detection import build, training_batch\nfrom swin_scratch.benchmark.machine import describe_machine
+from swin_scratch.benchmark.timing import peak_rss_mib\n"
         "from detectron2.utils.events import EventStorage\n"
         f"m = build({name!r}).train(); b = training_batch({args.height}, {args.width})\n"
         "with EventStorage(0):\n    losses = m(b)\n"

@@ -68,6 +68,9 @@ def swin_from_cfg(cfg, in_channels: int) -> SwinBackbone:
         frozen_stages=swin_cfg.FROZEN_STAGES,
         use_checkpoint=swin_cfg.USE_CHECKPOINT,
     )
+    if swin_cfg.COMPILE:
+        # In place (nn.Module.compile), so state-dict keys stay the official ones.
+        swin.compile(fullgraph=True, dynamic=True, backend=swin_cfg.COMPILE_BACKEND)
     return SwinBackbone(swin, sorted(out_features, key=STAGE_NAMES.index))
 
 
