@@ -54,10 +54,15 @@ def main(argv=None) -> int:
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1216)
     parser.add_argument("--markdown", type=Path, metavar="FILE.md", help="also write the report here")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: one inference per model under torch.profiler, top ops by self CPU time")
     args = parser.parse_args(argv)
     machine = describe_machine(args.threads)
     print(machine.line(), flush=True)
     torch.manual_seed(0)
+    if args.profile:
+        emit_report(f"{machine.line()}\n\n{inference_profiles(args.height, args.width)}", args.markdown)
+        return 0
     models = {name: build(name) for name in ("swin_t", "r50")}
     params = {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in models.items()}
     image = torch.randint(0, 255, (3, args.height, args.width), dtype=torch.uint8)
@@ -95,13 +100,28 @@ def main(argv=None) -> int:
     return 0
 
 
+def inference_profiles(height: int, width: int, top: int = 12) -> str:
+    """Top ops by self CPU time of one inference of each model, with the Python lines that called them."""
+    image = torch.randint(0, 255, (3, height, width), dtype=torch.uint8)
+    inputs = [{"image": image, "height": height, "width": width}]
+    sections = []
+    for name in ("swin_t", "r50"):
+        model = build(name).eval()
+        with torch.inference_mode():
+            model(inputs)  # warm-up
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_stack=True) as prof:
+                model(inputs)
+        table = prof.key_averages(group_by_stack_n=3).table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=40)
+        sections.append(f"### {name}, inference {height}x{width}\n\n```\n{table}\n```\n")
+    return "\n".join(sections)
+
+
 def training_peak_rss_mib(name: str, args) -> float:
     """Peak RSS of a fresh process that builds the model and runs one training step."""
     code = (
         "import sys, torch; sys.argv = ['x']\n"
         f"torch.set_num_threads({args.threads}); torch.manual_seed(0)\n"
-        "from swin_scratch.benchmark.detection import build, training_batch\nfrom swin_scratch.benchmark.machine import describe_machine
-from swin_scratch.benchmark.timing import peak_rss_mib\n"
+        "from swin_scratch.benchmark.detection import build, training_batch\nfrom swin_scratch.benchmark.timing import peak_rss_mib\n"
         "from detectron2.utils.events import EventStorage\n"
         f"m = build({name!r}).train(); b = training_batch({args.height}, {args.width})\n"
         "with EventStorage(0):\n    losses = m(b)\n"

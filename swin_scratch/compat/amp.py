@@ -7,7 +7,6 @@ fp32's exponent range), fp16 on GPU with a gradient scaler.
 """
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -15,8 +14,6 @@ import torch
 from detectron2.engine import SimpleTrainer
 
 from swin_scratch.precision import autocast, check_precision
-
-logger = logging.getLogger("swin_scratch")
 
 
 class MixedPrecisionTrainer(SimpleTrainer):
@@ -68,5 +65,4 @@ def build_step_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
     if not cfg.SOLVER.AMP.ENABLED:
         return SimpleTrainer(model, data_loader, optimizer)
     device_type = torch.device(cfg.MODEL.DEVICE).type
-    logger.info("Mixed-precision training: %s autocast on %s", cfg.SOLVER.AMP.PRECISION, device_type)
     return MixedPrecisionTrainer(model, data_loader, optimizer, cfg.SOLVER.AMP.PRECISION, device_type)
