@@ -63,3 +63,15 @@ def test_training_with_a_compiled_backbone_runs(tmp_path):
     assert (tmp_path / "out" / "model_final.pth").exists()
     state = torch.load(tmp_path / "out" / "model_final.pth", map_location="cpu", weights_only=True)["model"]
     assert "backbone.bottom_up.swin.layers.0.blocks.0.attn.qkv.weight" in state  # no _orig_mod prefix
+
+
+def test_compile_switch_compiles_the_swin_backbone_in_place():
+    from detectron2.modeling import build_model
+
+    from swin_scratch.detection.config import get_swin_cfg
+
+    cfg = get_swin_cfg("swin_shapes.yaml", ["MODEL.DEVICE", "cpu", "MODEL.SWIN.COMPILE", "True"])
+    swin = build_model(cfg).backbone.bottom_up.swin
+    assert swin._compiled_call_impl is not None
+    cfg.MODEL.SWIN.COMPILE = False
+    assert build_model(cfg).backbone.bottom_up.swin._compiled_call_impl is None
