@@ -111,3 +111,17 @@ def test_bf16_training_on_cpu_runs_two_iterations(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(tmp_path / "out" / "model_final.pth", map_location="cpu", weights_only=True)["model"]
     assert all(torch.isfinite(value).all() for value in state.values() if value.is_floating_point())
+
+
+@pytest.mark.slow
+def test_export_verification_in_bf16_runs_eager_under_autocast_with_the_bf16_tolerance(tmp_path, capsys):
+    from swin_scratch.export.cli import main
+
+    tiny = ["MODEL.SWIN.EMBED_DIM", "16", "MODEL.SWIN.DEPTHS", "[2, 2, 2, 2]", "MODEL.SWIN.NUM_HEADS", "[1, 1, 2, 2]"]
+    code = main(["--config", "swin_shapes.yaml", "--format", "torchscript", "--output", str(tmp_path),
+                 "--precision", "bf16", *tiny])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[torchscript]")]
+    assert code == 0 and len(lines) == 2
+    assert all("(tolerance 5e-02) OK" in line for line in lines)
+    # bf16 really ran: the eager side differs from the fp32 export by more than fp32 rounding
+    assert all(float(line.split("vs eager ")[1].split()[0]) > 1e-4 for line in lines), lines
