@@ -10,7 +10,7 @@ from torch import nn
 
 from swin_scratch.compat.amp import MixedPrecisionTrainer, build_step_trainer
 from swin_scratch.models import swin_tiny
-from swin_scratch.utils.precision import PrecisionError, autocast, check_precision
+from swin_scratch.precision import PrecisionError, autocast, check_precision
 
 from shapes_helpers import REPO, make_tiny_shapes, train_net_command
 
