@@ -5,10 +5,10 @@ import torch
 
 from swin_scratch.layers.window import (
     MASKED_LOGIT,
-    effective_shift,
-    pad_to_window_multiple,
+    pad_to_geometry,
     relative_position_index,
     shifted_window_mask,
+    window_geometry,
     window_partition,
     window_reverse,
 )
@@ -27,9 +27,9 @@ def test_partition_puts_each_window_contiguously():
     assert windows[0].tolist() == [0, 1, 4, 5] and windows[1].tolist() == [2, 3, 6, 7]
 
 
-def test_pad_to_window_multiple_pads_bottom_right_with_zeros():
+def test_padding_to_the_window_geometry_pads_bottom_right_with_zeros():
     x = torch.ones(1, 5, 9, 2)
-    padded = pad_to_window_multiple(x, 7)
+    padded = pad_to_geometry(x, window_geometry(5, 9, 7, shift_size=0))
     assert padded.shape == (1, 7, 14, 2)
     assert padded[:, :5, :9].eq(1).all() and padded[:, 5:].eq(0).all() and padded[:, :, 9:].eq(0).all()
 
@@ -46,7 +46,7 @@ def test_relative_position_index_encodes_offsets():
 
 
 def test_shifted_window_mask_blocks_cross_region_attention():
-    mask = shifted_window_mask(14, 14, 7, 3, 3)
+    mask = shifted_window_mask(window_geometry(14, 14, 7, 3))
     assert mask.shape == (4, 49, 49)
     assert mask[0].eq(0).all()  # top-left window: one region, no masking
     last = mask[3]  # bottom-right window: 4 regions after the cyclic shift
@@ -57,5 +57,17 @@ def test_shifted_window_mask_blocks_cross_region_attention():
 
 
 def test_no_shift_when_the_padded_map_fits_one_window():
-    assert effective_shift(7, 7, 3) == 0
-    assert effective_shift(14, 7, 3) == 3
+    assert window_geometry(7, 7, 7, 3).shift_height == 0
+    assert window_geometry(14, 7, 7, 3).shift_height == 3
+    geometry = window_geometry(14, 5, 7, 3)  # width pads to 7: one window, not shifted
+    assert (geometry.padded_height, geometry.padded_width) == (14, 7)
+    assert (geometry.shift_height, geometry.shift_width) == (3, 0) and geometry.is_shifted
+    assert not window_geometry(5, 6, 7, 3).is_shifted
+
+
+def test_mask_of_a_map_shifted_along_one_dimension_only_separates_rows():
+    mask = shifted_window_mask(window_geometry(14, 7, 7, 3))  # columns fit one window: no column shift
+    assert mask.shape == (2, 49, 49)
+    assert mask[0].eq(0).all()
+    # bottom window: rows 0-3 and rows 4-6 come from different regions; columns never split
+    assert mask[1, 0, 6] == 0.0 and mask[1, 0, 48] == MASKED_LOGIT

@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""Swin-T forward speed vs torchvision's swin_t and timm's swin_tiny_patch4_window7_224 (CPU, fp32,
-inference mode, interleaved), and the activation-checkpointing memory saving.
+"""Swin-T forward speed against torchvision's swin_t and timm's swin_tiny_patch4_window7_224 (CPU,
+inference mode, interleaved): ours eager / compiled / bf16, timm eager (fused attention) / compiled /
+bf16, torchvision eager. Prints the machine line first (CPU, ISA, threads, torch, GEMM peaks, the
+floor for Swin-T 224²), then one row per implementation with its % of that floor; then the
+activation-checkpointing memory saving.
 
-    python tools/benchmark.py --rounds 10 --threads 2
+    python tools/benchmark.py --rounds 10 --threads 2 --markdown docs/benchmarks/swin_<machine>.md
+    python tools/benchmark.py --no-compile --precision fp32     # skip compiled and bf16 rows
     python tools/benchmark.py --memory-only
 
 torchvision and timm are imported here, in the tool, as independent peers; the package never
@@ -10,36 +14,63 @@ imports them.
 """
 import argparse
 import sys
+from pathlib import Path
 
+import torch
 from torch import nn
 
-from swin_scratch.benchmark.swin import memory_table, speed_table
+from swin_scratch.benchmark.machine import describe_machine
+from swin_scratch.benchmark.swin import SETTINGS, Candidate, memory_table, speed_report
+from swin_scratch.benchmark.timing import emit_report
 from swin_scratch.models import swin_tiny
 
 
-def peers(backbone: bool, height: int, width: int) -> dict[str, nn.Module]:
-    """Ours plus whichever independent implementations are installed (tests-only dependencies)."""
-    models: dict[str, nn.Module] = {}
-    if backbone:
-        models["swin_scratch"] = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3))
-    else:
-        models["swin_scratch"] = swin_tiny()
+def make_peers(precisions: list[str], compile_models: bool):
+    def peers(backbone: bool, height: int, width: int) -> dict[str, Candidate]:
+        """Ours plus whichever independent implementations are installed (tests-only dependencies)."""
+        eager: dict[str, nn.Module] = {"ours": _ours(backbone)}
+        timm_model = _timm(backbone, height, width)
+        if timm_model is not None:
+            eager["timm"] = timm_model  # timm >= 0.9 uses F.scaled_dot_product_attention (fused)
+        candidates = {f"{name} eager": Candidate(model) for name, model in eager.items()}
+        tv = _torchvision(backbone)
+        if tv is not None:
+            candidates["torchvision eager"] = Candidate(tv)
+        if compile_models:
+            dynamic = backbone  # detection inputs change size; classification is fixed at 224²
+            candidates.update({f"{name} compiled": Candidate(torch.compile(model, dynamic=dynamic))
+                               for name, model in eager.items()})
+        for precision in precisions:
+            if precision != "fp32":
+                candidates.update({f"{name} {precision}": Candidate(model, precision) for name, model in eager.items()})
+        return candidates
+
+    return peers
+
+
+def _ours(backbone: bool) -> nn.Module:
+    return (swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3)) if backbone else swin_tiny()).eval()
+
+
+def _torchvision(backbone: bool) -> nn.Module | None:
     try:
         from torchvision.models import swin_t
-
-        tv = swin_t(weights=None)
-        models["torchvision"] = tv.features if backbone else tv
     except ImportError:
-        pass
+        return None
+    model = swin_t(weights=None)
+    return (model.features if backbone else model).eval()
+
+
+def _timm(backbone: bool, height: int, width: int) -> nn.Module | None:
     try:
         import timm
 
         kwargs = {"img_size": (height, width), "strict_img_size": False} if backbone else {}
         model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, **kwargs)
-        models["timm"] = _TimmFeatures(model) if backbone else model
     except Exception as err:  # not installed, or this timm cannot take the size
         print(f"(timm skipped: {type(err).__name__}: {str(err)[:120]})", file=sys.stderr)
-    return {name: m.eval() for name, m in models.items()}
+        return None
+    return (_TimmFeatures(model) if backbone else model).eval()
 
 
 class _TimmFeatures(nn.Module):
@@ -55,13 +86,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), nargs="+", default=["fp32", "bf16"],
+                        help="precisions to time (bf16 runs under torch.autocast)")
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
+    parser.add_argument("--inputs", choices=[label for label, *_ in SETTINGS], nargs="+",
+                        default=[label for label, *_ in SETTINGS])
+    parser.add_argument("--markdown", type=Path, metavar="FILE.md", help="also write the speed report here")
     parser.add_argument("--memory-size", type=int, default=1024)
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
     args = parser.parse_args(argv)
-    if not args.memory_only:
-        print(f"Speed: median ms per forward, {args.threads} threads, {args.rounds} interleaved rounds")
-        print(speed_table(peers, args.rounds, args.threads))
+    machine = describe_machine(args.threads)
+    if args.memory_only:
+        print(machine.line())
+    else:
+        settings = [s for s in SETTINGS if s[0] in args.inputs]
+        peers = make_peers(args.precision, compile_models=not args.no_compile)
+        report = speed_report(peers, machine, args.rounds, settings)
+        emit_report(report, args.markdown)
     if not args.speed_only:
         print()
         print(memory_table(args.memory_size))

@@ -5,17 +5,24 @@
 """
 import argparse
 import sys
+from pathlib import Path
 
 from swin_scratch.benchmark.export import onnxruntime_vs_eager
+from swin_scratch.benchmark.machine import describe_machine
+from swin_scratch.benchmark.timing import emit_report
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--markdown", type=Path, metavar="FILE.md", help="also write the report here")
     args = parser.parse_args(argv)
-    print(f"median ms per forward, {args.threads} threads, {args.rounds} interleaved rounds")
-    print(onnxruntime_vs_eager(rounds=args.rounds, threads=args.threads))
+    machine = describe_machine(args.threads)
+    print(machine.line(), flush=True)
+    report = (f"{machine.line()}\n\nmedian ms per forward, {args.rounds} interleaved rounds\n\n"
+              f"{onnxruntime_vs_eager(rounds=args.rounds, threads=args.threads)}\n")
+    emit_report(report, args.markdown)
     return 0
 
 

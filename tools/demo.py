@@ -16,6 +16,7 @@ import sys
 from typing import Sequence
 
 from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.precision import PrecisionError, autocast, device_type_of
 from swin_scratch.visualization.predictions import (
     DemoInputError,
     build_predictor,
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", metavar="NAME",
                         help="registered dataset whose class names to use (default: those saved in the checkpoint "
                              "by tools/train_net.py, else the config's first DATASETS.TEST)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="inference under torch.autocast in this precision (bf16: CPUs with AVX512-BF16/AMX, GPUs)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. --opts MODEL.DEVICE cpu (MODEL.DEVICE cuda without a GPU "
                              "runs on the CPU after a warning)")
@@ -51,9 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         images = collect_image_paths(args.input)
         check_images_readable(images)
         setup = load_inference_setup(args.config, args.weights, args.opts, dataset=args.dataset)
-        written = predict_and_draw(build_predictor(setup.cfg), images, args.output, setup.metadata,
-                                   args.score_threshold)
-    except (DemoInputError, CheckpointError) as err:
+        predictor = build_predictor(setup.cfg)
+        with autocast(args.precision, device_type_of(setup.cfg.MODEL.DEVICE)):
+            written = predict_and_draw(predictor, images, args.output, setup.metadata, args.score_threshold)
+    except (DemoInputError, CheckpointError, PrecisionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"predictions for {len(images)} image(s) (score >= {args.score_threshold}):")

@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -16,7 +17,8 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 import swin_scratch.detection  # noqa: F401
-from swin_scratch.benchmark.timing import MEASUREMENT_ENV, interleaved_medians, markdown_table
+from swin_scratch.benchmark.machine import describe_machine
+from swin_scratch.benchmark.timing import MEASUREMENT_ENV, emit_report, interleaved_medians, markdown_table
 from swin_scratch.detection.config import get_swin_cfg
 
 
@@ -51,9 +53,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1216)
+    parser.add_argument("--markdown", type=Path, metavar="FILE.md", help="also write the report here")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of timing: one inference per model under torch.profiler, top ops by self CPU time")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    machine = describe_machine(args.threads)
+    print(machine.line(), flush=True)
     torch.manual_seed(0)
+    if args.profile:
+        emit_report(f"{machine.line()}\n\n{inference_profiles(args.height, args.width)}", args.markdown)
+        return 0
     models = {name: build(name) for name in ("swin_t", "r50")}
     params = {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in models.items()}
     image = torch.randint(0, 255, (3, args.height, args.width), dtype=torch.uint8)
@@ -82,9 +91,29 @@ def main(argv=None) -> int:
         ["Mask R-CNN R50-FPN (detectron2)", f"{params['r50']:.1f}", f"{latency['r50'] * 1000:.0f}", f"{step['r50'] * 1000:.0f}", f"{memory['r50']:.0f}"],
         ["ratio Swin-T / R50", "", f"{latency['swin_t'] / latency['r50']:.2f}", f"{step['swin_t'] / step['r50']:.2f}", f"{memory['swin_t'] / memory['r50']:.2f}"],
     ]
-    print(f"CPU, {args.threads} threads, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds")
-    print(markdown_table(["model", "params (M)", "inference (ms)", "train step (ms)", "train peak RSS (MiB)"], rows))
+    report = (
+        f"{machine.line()}\n\nCPU, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds\n\n"
+        + markdown_table(["model", "params (M)", "inference (ms)", "train step (ms)", "train peak RSS (MiB)"], rows)
+        + "\n"
+    )
+    emit_report(report, args.markdown)
     return 0
+
+
+def inference_profiles(height: int, width: int, top: int = 12) -> str:
+    """Top ops by self CPU time of one inference of each model, with the Python lines that called them."""
+    image = torch.randint(0, 255, (3, height, width), dtype=torch.uint8)
+    inputs = [{"image": image, "height": height, "width": width}]
+    sections = []
+    for name in ("swin_t", "r50"):
+        model = build(name).eval()
+        with torch.inference_mode():
+            model(inputs)  # warm-up
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_stack=True) as prof:
+                model(inputs)
+        table = prof.key_averages(group_by_stack_n=3).table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=40)
+        sections.append(f"### {name}, inference {height}x{width}\n\n```\n{table}\n```\n")
+    return "\n".join(sections)
 
 
 def training_peak_rss_mib(name: str, args) -> float:

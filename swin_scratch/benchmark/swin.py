@@ -1,6 +1,7 @@
 """Swin-T speed against other implementations, and activation-checkpointing memory.
 
-Peers are timed interleaved in one process (:func:`interleaved_medians`), fp32, inference mode.
+Peers are timed interleaved in one process (:func:`interleaved_medians`), inference mode, each in its
+precision (fp32, or bf16 under autocast), after the machine line of :mod:`.machine`.
 Memory is measured per configuration in a fresh subprocess (peak RSS), so allocations of one run
 cannot hide inside another's.
 """
@@ -9,46 +10,77 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
+from swin_scratch.benchmark.machine import SWIN_T_224_GFLOP, Machine
 from swin_scratch.benchmark.timing import MEASUREMENT_ENV, interleaved_medians, markdown_table
+from swin_scratch.precision import autocast
 
 
-PeerFactory = Callable[[bool, int, int], dict[str, nn.Module]]
+@dataclass(frozen=True)
+class Candidate:
+    """A model to time and the precision it runs in (fp32 as is, bf16 under autocast)."""
+
+    model: nn.Module
+    precision: str = "fp32"
 
 
-def speed_table(peers: PeerFactory, rounds: int = 10, threads: int = 2) -> str:
-    """``peers(backbone, height, width)`` returns the models to time, ours under "swin_scratch".
+# peers(backbone, height, width) -> {name: Candidate}; ours are named "ours ...", timm's "timm ...".
+PeerFactory = Callable[[bool, int, int], dict[str, Candidate]]
 
-    The peers (torchvision, timm) are built by the caller: the package never imports them.
-    """
-    torch.set_num_threads(threads)
-    settings = [("224² batch 1", False, 1, 224, 224), ("224² batch 8", False, 8, 224, 224),
-                ("backbone 800×1216 batch 1", True, 1, 800, 1216)]
+SETTINGS = (("224² batch 1", False, 1, 224, 224), ("224² batch 8", False, 8, 224, 224),
+            ("backbone 800×1216 batch 1", True, 1, 800, 1216))
+
+SPEED_HEADER = ["input", "implementation", "ms / forward", "ms / image", "% of floor", "÷ timm best (same precision)"]
+
+
+def gflop_per_image(height: int, width: int) -> float:
+    """Swin-T's forward cost: 9.0 GFLOP at 224², linear in pixels (window attention is linear in tokens)."""
+    return SWIN_T_224_GFLOP * height * width / (224 * 224)
+
+
+def speed_rows(peers: PeerFactory, machine: Machine, rounds: int = 10, settings=SETTINGS) -> list[list[str]]:
+    """One row per (input, implementation): ms per forward, ms per image, % of the machine's floor,
+    and the time relative to timm's best run at the same precision."""
     rows = []
     for label, backbone, batch, height, width in settings:
         torch.manual_seed(0)
-        models = peers(backbone, height, width)
+        candidates = peers(backbone, height, width)
         images = torch.rand(batch, 3, height, width)
+        medians = interleaved_medians({name: _runner(c, images) for name, c in candidates.items()}, rounds=rounds)
+        gflop = gflop_per_image(height, width)
+        for name, candidate in candidates.items():
+            per_image_ms = medians[name] * 1000 / batch
+            timm_best = _fastest(medians, candidates, "timm", candidate.precision)
+            rows.append([
+                label, name, f"{medians[name] * 1000:.1f}", f"{per_image_ms:.1f}",
+                f"{machine.percent_of_floor(per_image_ms, gflop, candidate.precision):.0f}%",
+                f"{medians[name] / timm_best:.2f}" if timm_best else "n/a",
+            ])
+    return rows
 
-        def runner(model: nn.Module) -> Callable[[], object]:
-            def run():
-                with torch.inference_mode():
-                    return model(images)
-            return run
 
-        medians = interleaved_medians({name: runner(m) for name, m in models.items()}, rounds=rounds)
-        others = {name: t for name, t in medians.items() if name != "swin_scratch"}
-        fastest_peer = min(others.values()) if others else float("nan")
-        row = [label] + [f"{medians[name] * 1000:.1f}" if name in medians else "n/a"
-                         for name in ("swin_scratch", "torchvision", "timm")]
-        row.append(f"{medians['swin_scratch'] / fastest_peer:.2f}")
-        rows.append(row)
-    header = ["input", "swin_scratch (ms)", "torchvision (ms)", "timm (ms)", "ours / fastest peer"]
-    return markdown_table(header, rows)
+def _fastest(medians: dict[str, float], candidates: dict[str, Candidate], prefix: str, precision: str) -> float | None:
+    times = [t for name, t in medians.items() if name.startswith(prefix) and candidates[name].precision == precision]
+    return min(times) if times else None
+
+
+def _runner(candidate: Candidate, images: torch.Tensor) -> Callable[[], object]:
+    def run():
+        with torch.inference_mode(), autocast(candidate.precision, "cpu"):
+            return candidate.model(images)
+    return run
+
+
+def speed_report(peers: PeerFactory, machine: Machine, rounds: int = 10, settings=SETTINGS) -> str:
+    """The machine line, then the table, as Markdown (what tools/benchmark.py prints and writes)."""
+    table = markdown_table(SPEED_HEADER, speed_rows(peers, machine, rounds, settings))
+    return (f"{machine.line()}\n\nCPU inference (torch.inference_mode), median of {rounds} interleaved rounds; "
+            f"% of floor = (GFLOP ÷ measured GEMM peak of that precision) ÷ measured time.\n\n{table}\n")
 
 
 def peak_memory_mib(use_checkpoint: bool, size: int = 1024, threads: int = 2) -> float:

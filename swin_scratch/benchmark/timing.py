@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -26,6 +27,14 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def emit_report(report: str, markdown: Path | None = None) -> None:
+    """Print a benchmark report; with ``markdown`` also write it there whole, so docs paste it unedited."""
+    print(report)
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(report)
 
 
 def peak_rss_mib() -> float:

@@ -68,6 +68,12 @@ def swin_from_cfg(cfg, in_channels: int) -> SwinBackbone:
         frozen_stages=swin_cfg.FROZEN_STAGES,
         use_checkpoint=swin_cfg.USE_CHECKPOINT,
     )
+    if swin_cfg.COMPILE:
+        # In place (nn.Module.compile), so state-dict keys stay the official ones. dynamic=None
+        # (PyTorch's automatic dynamic): static graphs first, one dynamic graph once sizes change.
+        # Forcing dynamic=True from the start made the first training step trace for > 10 min
+        # (symbolic shapes through autograd, torch 2.14, 2 cores).
+        swin.compile(fullgraph=True, backend=swin_cfg.COMPILE_BACKEND)
     return SwinBackbone(swin, sorted(out_features, key=STAGE_NAMES.index))
 
 

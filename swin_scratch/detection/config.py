@@ -27,6 +27,15 @@ def add_swin_config(cfg: CN) -> None:
     cfg.MODEL.SWIN.OUT_FEATURES = ["stage2", "stage3", "stage4", "stage5"]  # stages the backbone returns
     cfg.MODEL.SWIN.FROZEN_STAGES = -1  # -1: train all; 0: freeze patch embedding; k: also stages < k
     cfg.MODEL.SWIN.USE_CHECKPOINT = False  # activation checkpointing: less memory, ~25% slower
+    # torch.compile the Swin backbone (one graph, dynamic sizes); the first iterations pay the compile
+    cfg.MODEL.SWIN.COMPILE = False
+    cfg.MODEL.SWIN.COMPILE_BACKEND = "inductor"  # torch.compile backend; "aot_eager" traces without codegen
+
+    # Mixed precision: SOLVER.AMP.ENABLED (detectron2's key) trains under autocast(SOLVER.AMP.PRECISION):
+    # "bf16" on CPU or GPU, "fp16" on GPU only (with a grad scaler). See swin_scratch/compat/amp.py.
+    cfg.SOLVER.AMP.PRECISION = "bf16"
+    # Inference precision of --eval-only: "fp32", "bf16" (CPU or GPU) or "fp16" (GPU)
+    cfg.TEST.PRECISION = "fp32"
 
     # Optimizer (official Swin detection recipe: AdamW, lr 1e-4, wd 0.05, betas 0.9/0.999)
     cfg.SOLVER.OPTIMIZER = "AdamW"  # "AdamW" or "SGD" (detectron2's default optimizer)

@@ -20,9 +20,11 @@ from swin_scratch.detection.launch import launch
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 from swin_scratch.detection.device import use_available_device
 from swin_scratch.detection.trainer import Trainer, TrainingDivergedError
+from swin_scratch.precision import PrecisionError, autocast, check_precision, device_type_of
 
 # Mistakes a user can fix: printed as one line, exit status 2, no traceback.
-USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, CheckpointError, TrainingDivergedError)
+USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, CheckpointError, TrainingDivergedError,
+               PrecisionError)
 # command-line option (argparse dest) -> the config key it sets
 DATASET_OPTIONS = {
     "train_json": "DATASETS.TRAIN_JSON",
@@ -96,6 +98,11 @@ def check_inputs(args: argparse.Namespace) -> CfgNode:
     use_available_device(cfg)
     register_config_datasets(cfg)
     names = list(cfg.DATASETS.TEST) if args.eval_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    device_type = device_type_of(cfg.MODEL.DEVICE)
+    if args.eval_only:
+        check_precision(cfg.TEST.PRECISION, device_type, source="TEST.PRECISION")
+    elif cfg.SOLVER.AMP.ENABLED:
+        check_precision(cfg.SOLVER.AMP.PRECISION, device_type, source="SOLVER.AMP.PRECISION")
     check_datasets_available(names)
     if not args.eval_only:
         warn_if_training_from_scratch(cfg)
@@ -133,7 +140,8 @@ def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     if args.eval_only:
         model = Trainer.build_model(cfg)
         SwinCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
+        with autocast(cfg.TEST.PRECISION, device_type_of(cfg.MODEL.DEVICE)):
+            results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
         return results

@@ -9,7 +9,7 @@ from typing import Any
 
 
 from detectron2.data.build import _train_loader_from_config
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model
+from detectron2.engine import DefaultTrainer, create_ddp_model
 from detectron2.engine.hooks import PeriodicCheckpointer
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
@@ -17,6 +17,7 @@ from detectron2.utils.logger import setup_logger
 
 from swin_scratch.checkpoint_io import CheckpointError
 from swin_scratch.compat.bridges import load_inner_trainer_state, replace_data_loader, save_inner_trainer_state
+from swin_scratch.compat.amp import build_step_trainer
 from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
@@ -51,8 +52,6 @@ class Trainer(DefaultTrainer):
         super(DefaultTrainer, self).__init__()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
-        if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
-            raise ValueError("SOLVER.AMP.ENABLED needs a GPU (MODEL.DEVICE cuda); set SOLVER.AMP.ENABLED False on CPU")
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         # One data-order seed for all processes, kept so a resumed run can continue the same order.
         self._data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
@@ -60,7 +59,7 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self._data_seed)
         model = create_ddp_model(model, broadcast_buffers=False, **ddp_device_ids(cfg))
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # AMP on CPU too (compat/amp.py)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SwinCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from swin_scratch.export.runner import ExportError, export_format, run_exported, write_export
+from swin_scratch.layers.window import window_geometry
 
 SIZE_MULTIPLE = 32
 
@@ -56,7 +57,11 @@ def shift_regime(height: int, width: int, window_size: int) -> tuple[bool, ...]:
     serves exactly the sizes whose regime equals its trace size's regime. For H, W >= 32 * (M + 1)
     (256 for window 7) no stage fits in one window, so one export serves all of them.
     """
-    return tuple(side // stride <= window_size for side in (height, width) for stride in STAGE_STRIDES)
+    regime = []
+    for stride in STAGE_STRIDES:
+        geometry = window_geometry(height // stride, width // stride, window_size, shift_size=window_size // 2)
+        regime += [geometry.shift_height == 0, geometry.shift_width == 0]
+    return tuple(regime)
 
 
 def check_export_size(height: int, width: int, window_size: int = 7, trace_size: tuple[int, int] | None = None) -> None:

@@ -8,6 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from swin_scratch.precision import autocast
+
+
+# Backbone verification: max |eager - export| / max |eager|. bf16 keeps 8 bits of mantissa (~4e-3 per op).
+VERIFY_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -25,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="backbone trace size (multiples of 32, at least 32 * (window + 1))")
     parser.add_argument("--check-size", type=int, nargs=2, default=(320, 448), metavar=("H", "W"),
                         help="a second size the backbone export is verified at")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="backbone: verify with eager PyTorch (and TorchScript) under bf16 autocast against the "
+                        "export, with a bf16 tolerance")
     parser.add_argument("--image", help="detector: image file to trace and verify on (default: a random image)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser
@@ -73,8 +82,11 @@ def main(argv=None) -> int:
             path = export_backbone(swin, trace_input, Path(args.output) / f"swin_backbone{suffix}", args.format)
             print(f"wrote {path}")
             for images in (trace_input, torch.rand(1, 3, *args.check_size)):
-                print(verify_backbone(swin, path, images))
+                with autocast(args.precision, "cpu"):
+                    print(verify_backbone(swin, path, images, tolerance=VERIFY_TOLERANCE[args.precision]))
         else:
+            if args.precision != "fp32":
+                raise ValueError(f"--precision {args.precision} verifies backbone exports only; use --part backbone")
             image = _load_image(args.image, cfg)
             path = export_detector(model, image, Path(args.output) / f"detector{suffix}", args.format)
             print(f"wrote {path}")

@@ -1,9 +1,12 @@
-"""Window helpers for Swin: partition / reverse, the relative position index, the shifted-window mask.
+"""Window helpers for Swin: the window geometry (padding, shift), partition / reverse, the relative
+position index, the shifted-window mask.
 
 Each concept lives here once; the model only calls these. Tensors are channels-last:
 feature maps are (B, H, W, C) and windows are (B, nW, N, C) with N = window_size².
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -13,11 +16,41 @@ from torch import Tensor
 MASKED_LOGIT = -100.0
 
 
-def pad_to_window_multiple(x: Tensor, window_size: int) -> Tensor:
-    """Zero-pad (B, H, W, C) at the bottom/right so H and W are multiples of window_size."""
-    height, width = x.shape[1], x.shape[2]
-    pad_h = (window_size - height % window_size) % window_size
-    pad_w = (window_size - width % window_size) % window_size
+class WindowGeometry(NamedTuple):
+    """How an H x W map is cut into M x M windows: its padded size and the cyclic shift per dimension.
+
+    ``shift_height``/``shift_width`` are 0 along a dimension whose padded size fits in one window:
+    there is nothing to connect across windows. That matches official Swin classification and
+    torchvision; the official detection backbone still shifts and masks there (README "Design choices").
+    """
+
+    window_size: int
+    padded_height: int
+    padded_width: int
+    shift_height: int
+    shift_width: int
+
+    @property
+    def is_shifted(self) -> bool:
+        return bool(self.shift_height or self.shift_width)
+
+
+def window_geometry(height: int, width: int, window_size: int, shift_size: int) -> WindowGeometry:
+    """The one place that computes padded sizes and effective shifts (ints, or SymInts under dynamo).
+
+    ``(n + M - 1) // M``, not ``-(-n // M)``: ONNX integer division truncates instead of flooring.
+    """
+    padded_height = (height + window_size - 1) // window_size * window_size
+    padded_width = (width + window_size - 1) // window_size * window_size
+    shift_height = 0 if padded_height <= window_size else shift_size
+    shift_width = 0 if padded_width <= window_size else shift_size
+    return WindowGeometry(window_size, padded_height, padded_width, shift_height, shift_width)
+
+
+def pad_to_geometry(x: Tensor, geometry: WindowGeometry) -> Tensor:
+    """Zero-pad (B, H, W, C) at the bottom/right to (B, padded_height, padded_width, C)."""
+    pad_h = geometry.padded_height - x.shape[1]
+    pad_w = geometry.padded_width - x.shape[2]
     return F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
 
 
@@ -50,39 +83,25 @@ def relative_position_index(window_size: int) -> Tensor:
     return offsets[0] * (2 * window_size - 1) + offsets[1]
 
 
-def effective_shift(padded_size: int, window_size: int, shift_size: int) -> int:
-    """No shift along a dimension that fits in one window: there is nothing to connect across windows.
-
-    Matches official Swin classification and torchvision; the official detection backbone still
-    shifts and masks there (see README "Design choices").
-    """
-    return 0 if padded_size <= window_size else shift_size
-
-
-def shifted_window_mask(
-    padded_height: int,
-    padded_width: int,
-    window_size: int,
-    shift_height: int,
-    shift_width: int,
-    device: torch.device | None = None,
-) -> Tensor:
+def shifted_window_mask(geometry: WindowGeometry, device: torch.device | None = None) -> Tensor:
     """(nW, N, N) additive mask: 0 within a region, MASKED_LOGIT across regions.
 
     After the cyclic shift, a window at the bottom/right edge holds tokens from up to 3 x 3
     regions that were not neighbours in the image; tokens may only attend within their region.
-    Region ids are computed with tensor ops (no Python slicing loop).
+    Region ids come from tensor ops (no Python slicing loop), so tracing and dynamic shapes work.
     """
-    rows = torch.arange(padded_height, device=device)
-    cols = torch.arange(padded_width, device=device)
-    # 0 = untouched, 1 = last window before the wrap, 2 = wrapped-around strip
-    region_rows = (rows >= padded_height - window_size).long() + (rows >= padded_height - shift_height).long()
-    region_cols = (cols >= padded_width - window_size).long() + (cols >= padded_width - shift_width).long()
-    if shift_height == 0:
-        region_rows = torch.zeros_like(region_rows)
-    if shift_width == 0:
-        region_cols = torch.zeros_like(region_cols)
+    window_size = geometry.window_size
+    region_rows = _regions_along(geometry.padded_height, window_size, geometry.shift_height, device)  # (Hp,)
+    region_cols = _regions_along(geometry.padded_width, window_size, geometry.shift_width, device)  # (Wp,)
     regions = (region_rows[:, None] * 3 + region_cols[None, :]).float()  # (Hp, Wp)
     region_windows = window_partition(regions[None, :, :, None], window_size)[0, :, :, 0]  # (nW, N)
     different = region_windows[:, :, None] != region_windows[:, None, :]  # (nW, N, N)
     return torch.zeros(different.shape, device=device).masked_fill(different, MASKED_LOGIT)
+
+
+def _regions_along(padded_size: int, window_size: int, shift: int, device: torch.device | None) -> Tensor:
+    """Region id of each row (or column): 0 untouched, 1 last window before the wrap, 2 wrapped strip."""
+    positions = torch.arange(padded_size, device=device)
+    if shift == 0:
+        return torch.zeros_like(positions)
+    return (positions >= padded_size - window_size).long() + (positions >= padded_size - shift).long()

@@ -25,10 +25,10 @@ from torch import Tensor, nn
 from swin_scratch.layers.attention import scaled_dot_product_attention
 from swin_scratch.layers.mlp import DropPath, Mlp
 from swin_scratch.layers.window import (
-    effective_shift,
-    pad_to_window_multiple,
+    pad_to_geometry,
     relative_position_index,
     shifted_window_mask,
+    window_geometry,
     window_partition,
     window_reverse,
 )
@@ -36,9 +36,15 @@ from swin_scratch.layers.window import (
 __all__ = ["SwinTransformer", "swin_tiny", "swin_small", "swin_base", "swin_large"]
 
 
-def _is_exporting() -> bool:
-    """Tracing/ONNX export must not read Python-side caches keyed by the trace-time size."""
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+def _is_tracing() -> bool:
+    """Tracing, ONNX export and torch.compile must not read Python-side caches: a trace would freeze
+    the trace-time size's tensors in, and dynamo would break the graph on ``data_ptr()``."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+    )
 
 
 class PatchEmbed(nn.Module):
@@ -154,46 +160,40 @@ class SwinTransformerBlock(nn.Module):
     def attention_bias(self, mask: Optional[Tensor]) -> Tensor:
         """Relative position bias (+ shifted-window mask): (nW or 1, heads, N, N).
 
-        In inference (no autograd, not exporting) the sum is cached per mask and table version,
+        In eager inference (no autograd, not tracing or compiling) the sum is cached per mask and table version,
         so it is built once per padded input size rather than at every forward.
         """
-        cacheable = not torch.is_grad_enabled() and not _is_exporting()
+        if torch.is_grad_enabled() or _is_tracing():
+            return self._sum_bias(mask)
         table = self.attn.relative_position_bias_table
         key = (None if mask is None else (mask.shape, mask.data_ptr()), table._version, table.data_ptr())
-        if cacheable and key in self._bias_cache:
-            return self._bias_cache[key]
-        bias = self.attn.relative_position_bias()[None]  # (1, heads, N, N)
-        if mask is not None:
-            bias = bias + mask[:, None]  # (nW, heads, N, N)
-        if cacheable:
+        if key not in self._bias_cache:
             if len(self._bias_cache) > 8:
                 self._bias_cache.clear()
-            self._bias_cache[key] = bias
-        return bias
+            self._bias_cache[key] = self._sum_bias(mask)
+        return self._bias_cache[key]
+
+    def _sum_bias(self, mask: Optional[Tensor]) -> Tensor:
+        bias = self.attn.relative_position_bias()[None]  # (1, heads, N, N)
+        return bias if mask is None else bias + mask[:, None]  # (nW, heads, N, N)
 
     def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
         """x (B, H, W, C); mask (nW, N, N) from the stage, or None when nothing is shifted."""
         height, width = x.shape[1], x.shape[2]
+        geometry = window_geometry(height, width, self.window_size, self.shift_size)
         shortcut = x
-        x = pad_to_window_multiple(self.norm1(x), self.window_size)  # (B, Hp, Wp, C)
-        padded_h, padded_w = x.shape[1], x.shape[2]
-        shift_h, shift_w = self.shifts(padded_h, padded_w)
-        if shift_h or shift_w:
-            x = torch.roll(x, shifts=(-shift_h, -shift_w), dims=(1, 2))
+        x = pad_to_geometry(self.norm1(x), geometry)  # (B, Hp, Wp, C)
+        shifts = (geometry.shift_height, geometry.shift_width)
+        if geometry.is_shifted:
+            x = torch.roll(x, shifts=(-shifts[0], -shifts[1]), dims=(1, 2))
         windows = window_partition(x, self.window_size)  # (B, nW, N, C)
-        windows = self.attn(windows, self.attention_bias(mask if (shift_h or shift_w) else None))
-        x = window_reverse(windows, self.window_size, padded_h, padded_w)  # (B, Hp, Wp, C)
-        if shift_h or shift_w:
-            x = torch.roll(x, shifts=(shift_h, shift_w), dims=(1, 2))
+        windows = self.attn(windows, self.attention_bias(mask if geometry.is_shifted else None))
+        x = window_reverse(windows, self.window_size, geometry.padded_height, geometry.padded_width)  # (B, Hp, Wp, C)
+        if geometry.is_shifted:
+            x = torch.roll(x, shifts=shifts, dims=(1, 2))
         x = x[:, :height, :width, :]
         x = shortcut + self.drop_path(x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
-
-    def shifts(self, padded_h: int, padded_w: int) -> tuple[int, int]:
-        return (
-            effective_shift(padded_h, self.window_size, self.shift_size),
-            effective_shift(padded_w, self.window_size, self.shift_size),
-        )
 
 
 class PatchMerging(nn.Module):
@@ -254,22 +254,16 @@ class BasicLayer(nn.Module):
 
     def shifted_mask(self, height: int, width: int, device: torch.device) -> Optional[Tensor]:
         """(nW, N, N) mask for this map size, or None when neither dimension is shifted."""
-        if len(self.blocks) < 2:
+        geometry = window_geometry(height, width, self.window_size, self.shift_size)
+        if len(self.blocks) < 2 or not geometry.is_shifted:
             return None
-        # (n + M - 1) // M, not -(-n // M): ONNX integer division truncates instead of flooring
-        padded_h = (height + self.window_size - 1) // self.window_size * self.window_size
-        padded_w = (width + self.window_size - 1) // self.window_size * self.window_size
-        shift_h = effective_shift(padded_h, self.window_size, self.shift_size)
-        shift_w = effective_shift(padded_w, self.window_size, self.shift_size)
-        if not (shift_h or shift_w):
-            return None
-        if _is_exporting():
-            return shifted_window_mask(padded_h, padded_w, self.window_size, shift_h, shift_w, device)
-        key = (padded_h, padded_w, str(device))
+        if _is_tracing():
+            return shifted_window_mask(geometry, device)
+        key = (geometry.padded_height, geometry.padded_width, str(device))
         if key not in self._mask_cache:
             if len(self._mask_cache) > 16:
                 self._mask_cache.clear()
-            self._mask_cache[key] = shifted_window_mask(padded_h, padded_w, self.window_size, shift_h, shift_w, device)
+            self._mask_cache[key] = shifted_window_mask(geometry, device)
         return self._mask_cache[key]
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,85 @@
+"""What machine a benchmark ran on, and how fast it could go: printed first by every benchmark tool.
+
+A speed ratio measured on one CPU does not hold on another (fused-attention kernels, bf16 units and
+GEMM libraries differ), so every table carries the CPU, its relevant ISA flags, the thread count,
+the torch version and the measured GEMM peak; each timing is also shown as a percentage of the
+floor that peak implies (time = FLOPs / peak).
+"""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+
+# Swin-T forward at 224² (the paper's 4.5 GMACs, 2 FLOPs per multiply-add).
+SWIN_T_224_GFLOP = 9.0
+
+# /proc/cpuinfo flag -> the name printed; those that decide fp32/bf16 matmul speed on x86.
+ISA_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str
+    isa: tuple[str, ...]
+    threads: int
+    torch_version: str
+    gemm_gflops: dict[str, float]  # measured peak per precision ("fp32", "bf16")
+
+    def floor_ms(self, gflop: float, precision: str = "fp32") -> float:
+        """Time ``gflop`` would take at this machine's measured GEMM peak."""
+        return gflop / self.gemm_gflops[precision] * 1000
+
+    def percent_of_floor(self, milliseconds: float, gflop: float, precision: str = "fp32") -> float:
+        """100 = as fast as the GEMM peak allows; a real network lands well below."""
+        return 100 * self.floor_ms(gflop, precision) / milliseconds
+
+    def line(self) -> str:
+        peaks = ", ".join(f"{name} {value:.0f}" for name, value in self.gemm_gflops.items())
+        floors = ", ".join(f"{name} {self.floor_ms(SWIN_T_224_GFLOP, name):.1f} ms" for name in self.gemm_gflops)
+        return (
+            f"Machine: {self.cpu}; ISA: {', '.join(self.isa) or 'none of AVX2/AVX-512/AVX512-BF16/AMX'}; "
+            f"{self.threads} threads; torch {self.torch_version}; GEMM peak (GFLOP/s): {peaks}; "
+            f"floor for Swin-T 224² ({SWIN_T_224_GFLOP} GFLOP/image): {floors}"
+        )
+
+
+def cpu_model_and_flags() -> tuple[str, set[str]]:
+    """CPU model name and flag set from /proc/cpuinfo (Linux); platform's name elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            text = cpuinfo.read()
+    except OSError:
+        return platform.processor() or platform.machine(), set()
+    fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+    return fields.get("model name", platform.machine()), set(fields.get("flags", "").split())
+
+
+def gemm_peak_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 0.5) -> float:
+    """Best observed GFLOP/s of a size³ matmul, repeated for about ``seconds``."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    torch.mm(a, b)  # warm-up: thread pool, kernel selection
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def describe_machine(threads: int | None = None) -> Machine:
+    """Measure this machine (about a second) with ``threads`` intra-op threads (default: torch's)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cpu, flags = cpu_model_and_flags()
+    return Machine(
+        cpu=cpu,
+        isa=tuple(label for flag, label in ISA_FLAGS.items() if flag in flags),
+        threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+        gemm_gflops={"fp32": gemm_peak_gflops(torch.float32), "bf16": gemm_peak_gflops(torch.bfloat16)},
+    )
