@@ -208,3 +208,12 @@ def test_training_whose_checkpoint_write_fails_stops_with_one_error_line_and_kee
     assert (output / "model_final.pth").read_bytes() == previous
     assert not (output / "model_0000007.pth").exists()
     assert not [path.name for path in output.iterdir() if path.name.endswith(".tmp")], "temp file left"
+
+
+def test_atomically_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "model.pth", lambda handle: handle.write(b"weights"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "model.pth").stat().st_mode & 0o777 == 0o644

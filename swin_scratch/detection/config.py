@@ -32,7 +32,7 @@ def add_swin_config(cfg: CN) -> None:
     cfg.MODEL.SWIN.COMPILE_BACKEND = "inductor"  # torch.compile backend; "aot_eager" traces without codegen
 
     # Mixed precision: SOLVER.AMP.ENABLED (detectron2's key) trains under autocast(SOLVER.AMP.PRECISION):
-    # "bf16" on CPU or GPU, "fp16" on GPU only (with a grad scaler). See swin_scratch/compat/amp.py.
+    # "bf16" on CPU or GPU, "fp16" on GPU only (with a grad scaler). See swin_scratch/detection/mixed_precision.py.
     cfg.SOLVER.AMP.PRECISION = "bf16"
     # Inference precision of --eval-only: "fp32", "bf16" (CPU or GPU) or "fp16" (GPU)
     cfg.TEST.PRECISION = "fp32"

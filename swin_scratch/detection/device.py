@@ -36,11 +36,12 @@ def resolve_device(cfg: CfgNode) -> str:
 def use_available_device(cfg: CfgNode) -> str:
     """Point an unfrozen ``cfg`` at :func:`resolve_device`'s answer and return it.
 
-    When it falls back to the CPU, mixed precision (``SOLVER.AMP``, CUDA-only in detectron2) is
-    turned off too, so a GPU recipe that uses AMP also runs.
+    When it falls back to the CPU, fp16 mixed precision (GPU-only) is turned off too, so a GPU recipe
+    that uses it also runs; bf16 mixed precision works on CPUs and is kept.
     """
     device = resolve_device(cfg)
     if device != cfg.MODEL.DEVICE:
         cfg.MODEL.DEVICE = device
-        cfg.SOLVER.AMP.ENABLED = False
+        if cfg.SOLVER.AMP.PRECISION == "fp16":
+            cfg.SOLVER.AMP.ENABLED = False
     return device

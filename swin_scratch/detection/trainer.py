@@ -17,7 +17,7 @@ from detectron2.utils.logger import setup_logger
 
 from swin_scratch.checkpoint_io import CheckpointError
 from swin_scratch.compat.bridges import load_inner_trainer_state, replace_data_loader, save_inner_trainer_state
-from swin_scratch.compat.amp import build_step_trainer
+from swin_scratch.detection.mixed_precision import build_step_trainer
 from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
@@ -59,7 +59,7 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self._data_seed)
         model = create_ddp_model(model, broadcast_buffers=False, **ddp_device_ids(cfg))
-        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # AMP on CPU too (compat/amp.py)
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # AMP on CPU too (detection/mixed_precision.py)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SwinCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
