@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import warnings
 
 from swin_scratch.compat.install_detectron2 import RECORD_PATH
 
@@ -86,6 +87,9 @@ def detectron2_report() -> dict:
 
 def main() -> int:
     import torch
+
+    # importing detectron2 scripts a few functions; torch 2.14 warns about each (noise in a report)
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
     print(f"python       {sys.version.split()[0]}")
     print(f"torch        {torch.__version__} (CUDA available: {torch.cuda.is_available()})")

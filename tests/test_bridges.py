@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from detectron2.engine import SimpleTrainer
+from detectron2.engine import DefaultTrainer, SimpleTrainer
 from detectron2.utils import comm
 from detectron2.utils.events import EventStorage
 
@@ -50,6 +50,12 @@ def test_inner_trainer_state_round_trips_the_optimizer_moments():
     bridges.save_inner_trainer_state(state, trainer)
     fresh = _simple_trainer([[torch.tensor([1.0])]])
     bridges.load_inner_trainer_state(state, fresh)
+    if bridges._default_trainer_checkpoints_inner_trainer():
+        # upstream main: DefaultTrainer.load_state_dict loads '_trainer' itself, so the bridge must not
+        assert not fresh.optimizer.state_dict()["state"]
+        outer = DefaultTrainer.__new__(DefaultTrainer)  # only what load_state_dict reads
+        outer._trainer, outer._hooks = fresh, []
+        outer.load_state_dict(state | {"iteration": 0, "hooks": {}})
     saved = trainer.optimizer.state_dict()["state"][0]
     loaded = fresh.optimizer.state_dict()["state"][0]
     assert torch.equal(saved["exp_avg"], loaded["exp_avg"]) and torch.equal(saved["exp_avg_sq"], loaded["exp_avg_sq"])
