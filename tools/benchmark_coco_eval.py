@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from swin_scratch.evaluation import EvaluationInputError, check_backend
 from swin_scratch.evaluation.benchmark import jittered_detections, make_synthetic_coco, time_backends
+from swin_scratch.benchmark.machine import describe_machine
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    print(describe_machine().line())
     dataset = make_synthetic_coco(args.images, args.categories, seed=args.seed)
     detections = jittered_detections(dataset, seed=args.seed, with_masks="segm" in args.iou_types)
     if args.save_data:
@@ -48,7 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {out / 'gt.json'} and {out / 'results.json'}")
     print(f"synthetic COCO: {len(dataset['images'])} images, {len(dataset['annotations'])} GT boxes, "
           f"{args.categories} categories, {len(detections)} detections; {args.repeats} repeats, interleaved")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}")
     timings, differences = time_backends(dataset, detections, args.iou_types, repeats=args.repeats)
 
     print("\n| IoU type | pycocotools (s, median) | faster-coco-eval (s, median) | speed-up | max summary diff |")

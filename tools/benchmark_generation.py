@@ -13,6 +13,10 @@ import torch
 from swin_scratch.models.generation import GenerationConfig, generate
 from swin_scratch.models.steppers import TransformerStepper
 from swin_scratch.models.transformer import Transformer
+from swin_scratch.benchmark.machine import describe_machine
+
+
+SOURCE_LENGTH = 50  # tokens in the encoded source sentence
 
 
 def main(argv=None) -> int:
@@ -21,11 +25,11 @@ def main(argv=None) -> int:
     parser.add_argument("--beams", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    print(describe_machine(args.threads).line())
     torch.manual_seed(0)
     model = Transformer(100, 100, embed_dim=256, num_heads=8, num_encoder_layers=3, num_decoder_layers=3,
-                        dim_feedforward=1024, dropout=0.0, max_len=args.length + 8).eval()
-    src = torch.randint(3, 100, (1, 50))
+                        dim_feedforward=1024, dropout=0.0, max_len=max(args.length, SOURCE_LENGTH) + 8).eval()
+    src = torch.randint(3, 100, (1, SOURCE_LENGTH))
     config = GenerationConfig(num_beams=args.beams, max_length=args.length, min_length=args.length)
     timings, outputs = {}, {}
     for use_cache in (True, False, True, False):

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from swin_scratch.checkpoint_io import atomic_write_bytes, read_checkpoint
 from swin_scratch.export.runner import ExportError, export_format, run_exported, write_export
 
 
@@ -48,8 +49,8 @@ def export_detector(model: nn.Module, image: Tensor, output: str | Path, fmt: st
     adapter = _adapter(model.eval(), image)
     output = write_export(adapter, adapter.flattened_inputs, output, fmt)
     # the output schema (which flat tensor is boxes, scores, ...) is needed to read results back
-    torch.save({"outputs_schema": repr(adapter.outputs_schema), "image_shape": list(image.shape)},
-               str(output) + ".meta.pth")
+    meta = {"outputs_schema": repr(adapter.outputs_schema), "image_shape": list(image.shape)}
+    atomic_write_bytes(str(output) + ".meta.pth", lambda handle: torch.save(meta, handle))
     return output
 
 
@@ -63,7 +64,7 @@ def _flat_outputs_eager(model: nn.Module, image: Tensor) -> tuple[list[Tensor], 
 def run_exported_detector(path: str | Path, image: Tensor) -> list[Tensor]:
     """Run an exported detector file (:func:`~.runner.run_exported`) on an image of its traced size."""
     path = Path(path)
-    meta = torch.load(str(path) + ".meta.pth", weights_only=True)
+    meta = read_checkpoint(str(path) + ".meta.pth")
     if list(image.shape) != meta["image_shape"]:
         raise ExportError(
             f"{path} was traced at image shape {tuple(meta['image_shape'])}; exported detectors only accept that "
