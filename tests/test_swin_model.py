@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from swin_scratch.models import SwinTransformer, swin_base, swin_large, swin_small, swin_tiny
-from swin_scratch.layers.window import window_geometry
-from swin_scratch.models.swin import SwinTransformerBlock
+from swin_scratch.models.swin import BasicLayer
 
 from flops import count_flops
 
@@ -103,28 +102,28 @@ def test_patch_embedding_pads_instead_of_dropping_pixels():
     assert not torch.allclose(before[..., 16, 16], after[..., 16, 16])
 
 
-def test_shifted_window_mask_is_built_once_per_padded_size():
+def test_window_plan_is_built_once_per_map_size_whatever_the_batch():
     model = tiny_backbone().eval()
     stage = model.layers[0]
     with torch.no_grad():
-        model(torch.rand(1, 3, 120, 120))
-        first = stage._mask_cache[(35, 35, "cpu")]
+        model(torch.rand(1, 3, 120, 120))  # stage 0 map 30 x 30
+        first = stage._plan_cache[(30, 30, "cpu")]
         model(torch.rand(2, 3, 120, 120))
-        model(torch.rand(1, 3, 116, 116))  # 29 -> padded 35 as well
-    assert stage._mask_cache[(35, 35, "cpu")] is first
-    assert len(stage._mask_cache) == 1
+    assert stage._plan_cache[(30, 30, "cpu")] is first
+    assert len(stage._plan_cache) == 1
+    regular, shifted, mask = first
+    assert mask is not None and mask.shape == (25, 49, 49)  # padded to 35 x 35: 5 x 5 windows
+    assert shifted.geometry.is_shifted and not regular.geometry.is_shifted
 
 
 def test_stage_that_fits_one_window_is_not_shifted():
     """Design choice (README): like official classification code and torchvision, a dimension whose
     padded size fits in one window is not shifted; the official detection backbone shifts and masks."""
-    block = SwinTransformerBlock(dim=8, num_heads=2, window_size=7, shift_size=3).eval()
-    regular = SwinTransformerBlock(dim=8, num_heads=2, window_size=7, shift_size=0).eval()
-    regular.load_state_dict(block.state_dict())
-    x = torch.randn(1, 5, 6, 8)  # pads to 7 x 7: one window
-    assert not window_geometry(5, 6, block.window_size, block.shift_size).is_shifted
-    with torch.no_grad():
-        torch.testing.assert_close(block(x, None), regular(x, None))
+    stage = BasicLayer(dim=8, depth=2, num_heads=2, window_size=7).eval()
+    regular, shifted, mask = stage.window_plan(5, 6, torch.device("cpu"))  # pads to 7 x 7: one window
+    assert mask is None and not shifted.geometry.is_shifted
+    for routes in ("source_tokens", "padding_slots", "token_slots"):
+        assert torch.equal(getattr(shifted, routes), getattr(regular, routes))
 
 
 def test_frozen_stages_stay_in_eval_without_gradients():

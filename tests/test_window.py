@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swin_scratch.layers.window import (
     MASKED_LOGIT,
+    merge_windows,
     pad_to_geometry,
+    partition_windows,
     relative_position_index,
     shifted_window_mask,
     window_geometry,
+    window_layout,
     window_partition,
     window_reverse,
 )
@@ -71,3 +76,36 @@ def test_mask_of_a_map_shifted_along_one_dimension_only_separates_rows():
     assert mask[0].eq(0).all()
     # bottom window: rows 0-3 and rows 4-6 come from different regions; columns never split
     assert mask[1, 0, 6] == 0.0 and mask[1, 0, 48] == MASKED_LOGIT
+
+
+def _pad_roll_partition(x: torch.Tensor, geometry) -> torch.Tensor:
+    """The textbook route (pad, cyclic shift, window partition), as the oracle for the gather."""
+    padded = pad_to_geometry(x, geometry)
+    shifted = torch.roll(padded, shifts=(-geometry.shift_height, -geometry.shift_width), dims=(1, 2))
+    return window_partition(shifted, geometry.window_size)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(1, 23), width=st.integers(1, 23), shift=st.sampled_from([0, 3]))
+def test_window_gather_equals_pad_roll_partition_and_merge_inverts_it(batch, height, width, shift):
+    x = torch.randn(batch, height, width, 4)
+    layout = window_layout(height, width, 7, shift)
+    windows = partition_windows(x, layout)
+    assert torch.equal(windows, _pad_roll_partition(x, layout.geometry))
+    assert torch.equal(merge_windows(windows, layout, height, width), x)
+
+
+def test_window_gather_gradients_match_the_textbook_route():
+    x = torch.randn(2, 10, 13, 3, requires_grad=True)
+    layout = window_layout(10, 13, 7, 3)
+    weights = torch.randn(2, 4, 49, 3)
+    (partition_windows(x, layout) * weights).sum().backward()
+    ours = x.grad.clone()
+    x.grad = None
+    (_pad_roll_partition(x, layout.geometry) * weights).sum().backward()
+    assert torch.equal(ours, x.grad)
+    x.grad = None
+    merged = merge_windows(weights.requires_grad_(), layout, 10, 13)
+    (merged * x.detach()).sum().backward()
+    expected = _pad_roll_partition(x.detach(), layout.geometry)  # padding slots get no gradient
+    assert torch.equal(weights.grad, expected)

@@ -10,6 +10,7 @@ from pathlib import Path
 from swin_scratch.benchmark.export import onnxruntime_vs_eager
 from swin_scratch.benchmark.machine import describe_machine
 from swin_scratch.benchmark.timing import emit_report
+from swin_scratch.memory import reuse_freed_memory
 
 
 def main(argv=None) -> int:
@@ -18,6 +19,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", type=Path, metavar="FILE.md", help="also write the report here")
     args = parser.parse_args(argv)
+    reuse_freed_memory()
     machine = describe_machine(args.threads)
     print(machine.line(), flush=True)
     report = (f"{machine.line()}\n\nmedian ms per forward, {args.rounds} interleaved rounds\n\n"

@@ -16,6 +16,7 @@ import sys
 from typing import Sequence
 
 from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.precision import PrecisionError, autocast, device_type_of
 from swin_scratch.visualization.predictions import (
     DemoInputError,
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()
     try:
         images = collect_image_paths(args.input)
         check_images_readable(images)

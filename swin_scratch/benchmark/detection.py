@@ -20,6 +20,7 @@ import swin_scratch.detection  # noqa: F401
 from swin_scratch.benchmark.machine import describe_machine
 from swin_scratch.benchmark.timing import MEASUREMENT_ENV, emit_report, interleaved_medians, markdown_table
 from swin_scratch.detection.config import get_swin_cfg
+from swin_scratch.memory import reuse_freed_memory
 
 
 def build(name: str):
@@ -57,6 +58,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing: one inference per model under torch.profiler, top ops by self CPU time")
     args = parser.parse_args(argv)
+    reuse_freed_memory()  # both models, as tools/train_net.py runs them
     machine = describe_machine(args.threads)
     print(machine.line(), flush=True)
     torch.manual_seed(0)

@@ -20,6 +20,7 @@ from swin_scratch.detection.launch import launch
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 from swin_scratch.detection.device import use_available_device
 from swin_scratch.detection.trainer import Trainer, TrainingDivergedError
+from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.precision import PrecisionError, autocast, check_precision, device_type_of
 
 # Mistakes a user can fix: printed as one line, exit status 2, no traceback.
@@ -136,6 +137,7 @@ def warn_if_training_from_scratch(cfg: CfgNode) -> None:
 
 def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     """The per-process body: train (or evaluate) and return the evaluation results."""
+    reuse_freed_memory()  # per process: spawned ranks start a fresh interpreter
     cfg = setup(args, cfg)
     if args.eval_only:
         model = Trainer.build_model(cfg)

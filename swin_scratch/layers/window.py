@@ -1,5 +1,5 @@
-"""Window helpers for Swin: the window geometry (padding, shift), partition / reverse, the relative
-position index, the shifted-window mask.
+"""Window helpers for Swin: the window geometry (padding, shift), the token routes between a map and
+its windows, partition / reverse, the relative position index, the shifted-window mask.
 
 Each concept lives here once; the model only calls these. Tensors are channels-last:
 feature maps are (B, H, W, C) and windows are (B, nW, N, C) with N = window_size².
@@ -12,8 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Attention logit added between tokens of different regions in a shifted window (official value).
-MASKED_LOGIT = -100.0
+# Attention logit added between tokens of different regions in a shifted window. Official Swin adds
+# -100: its softmax weight e^-100 ~ 3.7e-44 is a subnormal float32, and x86 cores multiply subnormals
+# many times slower (a Linear fed by such attention outputs ran 7x slower here, docs/benchmarks.md).
+# -inf gives exact zeros; the weights differ from the official ones by < 1e-38 (no fp32 difference).
+# A row is never all -inf: every token shares a region with itself.
+MASKED_LOGIT = float("-inf")
 
 
 class WindowGeometry(NamedTuple):
@@ -45,6 +49,82 @@ def window_geometry(height: int, width: int, window_size: int, shift_size: int) 
     shift_height = 0 if padded_height <= window_size else shift_size
     shift_width = 0 if padded_width <= window_size else shift_size
     return WindowGeometry(window_size, padded_height, padded_width, shift_height, shift_width)
+
+
+class WindowLayout(NamedTuple):
+    """Where every token of an H x W map goes in its (padded, cyclically shifted) windows, and back.
+
+    Padding, the cyclic shift and the window order together are one reordering of tokens, so cutting
+    a map into windows is a single row gather (instead of pad, roll and a permuting copy, each of which
+    writes the whole map), and putting windows back is another (which also drops the padding).
+    Window slots are numbered window by window, row-major inside a window: slot = w * N + i.
+    """
+
+    geometry: WindowGeometry
+    source_tokens: Tensor  # (nW * N,) map token (h * W + w) copied into each window slot; 0 for padding
+    padding_slots: Tensor  # (P,) window slots that hold zero padding
+    token_slots: Tensor  # (H * W,) window slot of each map token
+
+
+def window_layout(
+    height: int, width: int, window_size: int, shift_size: int, device: torch.device | None = None
+) -> WindowLayout:
+    """The routes for one map size; tensor ops only (no Python loops), so tracing and dynamo follow them."""
+    geometry = window_geometry(height, width, window_size, shift_size)
+    padded_height, padded_width = geometry.padded_height, geometry.padded_width
+    # after the shift by -s, padded row r holds padded row (r + s) mod Hp; likewise for columns
+    rows = (torch.arange(padded_height, device=device) + geometry.shift_height) % padded_height  # (Hp,)
+    cols = (torch.arange(padded_width, device=device) + geometry.shift_width) % padded_width  # (Wp,)
+    is_padding = (rows[:, None] >= height) | (cols[None, :] >= width)  # (Hp, Wp)
+    source = torch.where(is_padding, 0, rows[:, None] * width + cols[None, :])  # (Hp, Wp)
+    source_tokens = window_partition(source[None, :, :, None], window_size).reshape(-1)
+
+    def slots(rows: Tensor, cols: Tensor) -> Tensor:  # window slots of padded positions rows x cols
+        return _window_slots(rows, cols, geometry).reshape(-1)
+
+    def span(start, stop) -> Tensor:
+        return torch.arange(start, stop, device=device)
+
+    token_slots = slots(span(0, height), span(0, width))
+    # padding: the rows below the map (all columns), then the columns right of it (map rows only)
+    padding_slots = torch.cat([slots(span(height, padded_height), span(0, padded_width)),
+                               slots(span(0, height), span(width, padded_width))])
+    return WindowLayout(geometry, source_tokens, padding_slots, token_slots)
+
+
+def partition_windows(x: Tensor, layout: WindowLayout) -> Tensor:
+    """(B, H, W, C) -> (B, nW, N, C): zero-padded, cyclically shifted windows, written once."""
+    batch, height, width, channels = x.shape
+    slots = layout.source_tokens.numel()
+    rows = _per_image(layout.source_tokens, batch, height * width)
+    windows = x.reshape(batch * height * width, channels).index_select(0, rows)  # (B * nW * N, C)
+    windows = windows.index_fill_(0, _per_image(layout.padding_slots, batch, slots), 0.0)
+    window_size = layout.geometry.window_size
+    return windows.view(batch, slots // (window_size * window_size), window_size * window_size, channels)
+
+
+def merge_windows(windows: Tensor, layout: WindowLayout, height: int, width: int) -> Tensor:
+    """(B, nW, N, C) -> (B, H, W, C): the inverse of :func:`partition_windows`; padding is dropped."""
+    batch, num_windows, tokens, channels = windows.shape
+    rows = _per_image(layout.token_slots, batch, num_windows * tokens)
+    return windows.reshape(batch * num_windows * tokens, channels).index_select(0, rows).view(batch, height, width, channels)
+
+
+def _window_slots(rows: Tensor, cols: Tensor, geometry: WindowGeometry) -> Tensor:
+    """(len(rows), len(cols)) window slots of padded positions: each moves by (-s) mod the padded size."""
+    window_size = geometry.window_size
+    shifted_rows = (rows - geometry.shift_height) % geometry.padded_height
+    shifted_cols = (cols - geometry.shift_width) % geometry.padded_width
+    windows_per_row = geometry.padded_width // window_size
+    window = (shifted_rows[:, None] // window_size) * windows_per_row + shifted_cols[None, :] // window_size
+    within = (shifted_rows[:, None] % window_size) * window_size + shifted_cols[None, :] % window_size
+    return window * (window_size * window_size) + within
+
+
+def _per_image(index: Tensor, batch: int, stride: int) -> Tensor:
+    """Row indices of one image -> those of every image of a batch stored back to back."""
+    offsets = torch.arange(batch, device=index.device)[:, None] * stride  # (B, 1)
+    return (index[None, :] + offsets).reshape(-1)
 
 
 def pad_to_geometry(x: Tensor, geometry: WindowGeometry) -> Tensor:

@@ -25,12 +25,12 @@ from torch import Tensor, nn
 from swin_scratch.layers.attention import scaled_dot_product_attention
 from swin_scratch.layers.mlp import DropPath, Mlp
 from swin_scratch.layers.window import (
-    pad_to_geometry,
+    WindowLayout,
+    merge_windows,
+    partition_windows,
     relative_position_index,
     shifted_window_mask,
-    window_geometry,
-    window_partition,
-    window_reverse,
+    window_layout,
 )
 
 __all__ = ["SwinTransformer", "swin_tiny", "swin_small", "swin_base", "swin_large"]
@@ -105,25 +105,21 @@ class WindowAttention(nn.Module):
         """(heads, N, N) gathered from the table."""
         tokens = self.window_size * self.window_size
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]  # (N*N, heads)
-        return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1)
+        # contiguous: the fused attention kernel copies a strided mask at every call
+        return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1).contiguous()
 
     def forward(self, windows: Tensor, attn_bias: Tensor) -> Tensor:
         """windows (B, nW, N, C), attn_bias (nW or 1, heads, N, N) -> (B, nW, N, C)."""
         batch, num_windows, tokens, channels = windows.shape
-        qkv = self.qkv(windows).view(batch, num_windows, tokens, 3, self.num_heads, self.head_dim)
-        qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, heads, N, head_dim)
-        # The fused CPU kernel is ~4x faster on 4-D inputs than on 5-D ones (and ONNX exports 5-D
-        # attention with a mis-broadcast bias), so fold the window axis into the batch (one bias
-        # for all windows) or into the heads (a bias per window).
-        if attn_bias.shape[0] == 1:
-            q, k, v = qkv.reshape(3, batch * num_windows, self.num_heads, tokens, self.head_dim).unbind(0)
-        else:
-            q, k, v = qkv.reshape(3, batch, num_windows * self.num_heads, tokens, self.head_dim).unbind(0)
-            attn_bias = attn_bias.reshape(1, num_windows * self.num_heads, tokens, tokens)
+        qkv = self.qkv(windows).view(batch * num_windows, tokens, 3, self.num_heads, self.head_dim)
+        # windows folded into the batch: q, k, v are views (no copy), and the fused CPU kernel is
+        # ~4x faster on 4-D inputs than on 5-D ones
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, head_dim)
+        if attn_bias.shape[0] != 1:  # a bias per window: the same for every image of the batch
+            attn_bias = attn_bias.expand(batch, -1, -1, -1, -1).reshape(batch * num_windows, self.num_heads, tokens, tokens)
         dropout_p = self.attn_drop if self.training else 0.0
-        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)
-        out = out.view(batch, num_windows, self.num_heads, tokens, self.head_dim)
-        out = out.transpose(2, 3).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
+        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)  # (B * nW, heads, N, hd)
+        out = out.transpose(1, 2).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
         return self.proj_drop(self.proj(out))
 
 
@@ -177,22 +173,13 @@ class SwinTransformerBlock(nn.Module):
         bias = self.attn.relative_position_bias()[None]  # (1, heads, N, N)
         return bias if mask is None else bias + mask[:, None]  # (nW, heads, N, N)
 
-    def forward(self, x: Tensor, mask: Optional[Tensor]) -> Tensor:
-        """x (B, H, W, C); mask (nW, N, N) from the stage, or None when nothing is shifted."""
+    def forward(self, x: Tensor, layout: WindowLayout, mask: Optional[Tensor]) -> Tensor:
+        """x (B, H, W, C); layout: this block's token routes (regular or shifted windows), from the stage;
+        mask (nW, N, N) from the stage, or None when nothing is shifted."""
         height, width = x.shape[1], x.shape[2]
-        geometry = window_geometry(height, width, self.window_size, self.shift_size)
-        shortcut = x
-        x = pad_to_geometry(self.norm1(x), geometry)  # (B, Hp, Wp, C)
-        shifts = (geometry.shift_height, geometry.shift_width)
-        if geometry.is_shifted:
-            x = torch.roll(x, shifts=(-shifts[0], -shifts[1]), dims=(1, 2))
-        windows = window_partition(x, self.window_size)  # (B, nW, N, C)
-        windows = self.attn(windows, self.attention_bias(mask if geometry.is_shifted else None))
-        x = window_reverse(windows, self.window_size, geometry.padded_height, geometry.padded_width)  # (B, Hp, Wp, C)
-        if geometry.is_shifted:
-            x = torch.roll(x, shifts=shifts, dims=(1, 2))
-        x = x[:, :height, :width, :]
-        x = shortcut + self.drop_path(x)
+        windows = partition_windows(self.norm1(x), layout)  # (B, nW, N, C), padded and shifted
+        windows = self.attn(windows, self.attention_bias(mask if layout.geometry.is_shifted else None))
+        x = x + self.drop_path(merge_windows(windows, layout, height, width))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -219,8 +206,8 @@ class PatchMerging(nn.Module):
 class BasicLayer(nn.Module):
     """One stage: ``depth`` blocks alternating regular / shifted windows, then optional patch merging.
 
-    The shifted-window mask depends only on the padded map size; it is built once per size and
-    shared by the stage's shifted blocks.
+    The token routes and the shifted-window mask depend only on the map size; they are built once
+    per size and shared by the stage's blocks.
     """
 
     def __init__(
@@ -250,30 +237,35 @@ class BasicLayer(nn.Module):
             for j in range(depth)
         )
         self.downsample = PatchMerging(dim) if downsample else None
-        self._mask_cache: dict[tuple, Tensor] = {}
+        self._plan_cache: dict[tuple, tuple] = {}
 
-    def shifted_mask(self, height: int, width: int, device: torch.device) -> Optional[Tensor]:
-        """(nW, N, N) mask for this map size, or None when neither dimension is shifted."""
-        geometry = window_geometry(height, width, self.window_size, self.shift_size)
-        if len(self.blocks) < 2 or not geometry.is_shifted:
-            return None
+    def window_plan(self, height: int, width: int, device: torch.device) -> tuple[WindowLayout, WindowLayout, Optional[Tensor]]:
+        """Token routes of the regular and the shifted blocks, and the shifted-window mask (nW, N, N) or
+        None when neither dimension is shifted: built once per map size and shared by the stage's blocks."""
         if _is_tracing():
-            return shifted_window_mask(geometry, device)
-        key = (geometry.padded_height, geometry.padded_width, str(device))
-        if key not in self._mask_cache:
-            if len(self._mask_cache) > 16:
-                self._mask_cache.clear()
-            self._mask_cache[key] = shifted_window_mask(geometry, device)
-        return self._mask_cache[key]
+            return self._build_window_plan(height, width, device)
+        key = (height, width, str(device))
+        if key not in self._plan_cache:
+            if len(self._plan_cache) > 16:
+                self._plan_cache.clear()
+            self._plan_cache[key] = self._build_window_plan(height, width, device)
+        return self._plan_cache[key]
+
+    def _build_window_plan(self, height: int, width: int, device: torch.device):
+        regular = window_layout(height, width, self.window_size, 0, device)
+        shifted = window_layout(height, width, self.window_size, self.shift_size, device)
+        needs_mask = len(self.blocks) > 1 and shifted.geometry.is_shifted
+        return regular, shifted, shifted_window_mask(shifted.geometry, device) if needs_mask else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, H, W, C) -> (stage output (B, H, W, C), input of the next stage)."""
-        mask = self.shifted_mask(x.shape[1], x.shape[2], x.device)
+        regular, shifted, mask = self.window_plan(x.shape[1], x.shape[2], x.device)
         for block in self.blocks:
+            layout = shifted if block.shift_size else regular
             if self.use_checkpoint and self.training and torch.is_grad_enabled():
-                x = activation_checkpoint.checkpoint(block, x, mask, use_reentrant=False)
+                x = activation_checkpoint.checkpoint(block, x, layout, mask, use_reentrant=False)
             else:
-                x = block(x, mask)
+                x = block(x, layout, mask)
         return x, (self.downsample(x) if self.downsample is not None else x)
 
 
