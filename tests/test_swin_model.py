@@ -162,12 +162,15 @@ def test_activation_checkpointing_gives_identical_outputs_and_gradients(device):
         loss = sum(o.square().mean() for o in model(image))
         loss.backward()
         outputs.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    # CUDA: no determinism flags are set, so cuDNN/cuBLAS may pick other algorithms (some with atomic
+    # accumulation) for the recomputed forward and its backward: equal up to fp32 rounding
+    tolerance = dict(rtol=0, atol=1e-7) if device == "cpu" else dict(rtol=1e-5, atol=1e-6)
     if device == "cpu":
         assert torch.equal(outputs[0][0], outputs[1][0])
-    else:  # CUDA: cuBLAS/cuDNN may pick other kernels for the recomputed forward (no determinism flags)
+    else:
         torch.testing.assert_close(outputs[1][0], outputs[0][0], rtol=1e-6, atol=0)
     for name, grad in outputs[0][1].items():
-        torch.testing.assert_close(outputs[1][1][name], grad, rtol=0, atol=1e-7 if device == "cpu" else 1e-6)
+        torch.testing.assert_close(outputs[1][1][name], grad, **tolerance)
 
 
 def test_absolute_position_embedding_is_resized_to_the_token_grid():
