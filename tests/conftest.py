@@ -1,4 +1,5 @@
-"""Shared test set-up: deterministic seeds and one torch thread per pytest-xdist worker."""
+"""Shared test set-up: deterministic seeds, one torch thread per pytest-xdist worker, and the
+``device`` fixture that runs a test on every device this machine has."""
 import os
 import random
 
@@ -9,6 +10,26 @@ import torch
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # CI has 2 cores and runs 2 workers: one intra-op thread each avoids oversubscription.
     torch.set_num_threads(1)
+
+# Where the device-dependent tests run: the CPU always, CUDA as well where a GPU is visible. A test
+# that takes a ``device`` argument runs once per entry (ids ``[cpu]``, ``[cuda]``: tools/gpu_check.sh
+# selects the GPU ones with ``-k cuda``).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """The device name; on CUDA with TF32 off (matmuls and cuDNN convolutions), so that fp32 results
+    match the CPU reference at fp32 tolerances (TF32 keeps 10 mantissa bits: ~1e-3 relative)."""
+    if request.param != "cuda":
+        yield request.param
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield request.param
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @pytest.fixture(autouse=True)

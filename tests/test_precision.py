@@ -1,4 +1,7 @@
-"""bf16: one autocast place; inference close to fp32; CPU mixed-precision training; bad values refused."""
+"""bf16: one autocast place; inference close to fp32; CPU mixed-precision training; bad values refused.
+
+Tests taking ``device`` run on each device of ``DEVICES`` (tests/conftest.py); on CUDA they also run
+fp16 (autocast, and training with the gradient scaler), which the CPU refuses."""
 from __future__ import annotations
 
 import subprocess
@@ -12,33 +15,41 @@ from swin_scratch.detection.mixed_precision import MixedPrecisionTrainer, build_
 from swin_scratch.models import swin_tiny
 from swin_scratch.precision import PrecisionError, autocast, check_precision
 
-from shapes_helpers import REPO, make_tiny_shapes, train_net_command
+from shapes_helpers import REPO, TINY_TRAINING_OVERRIDES, make_tiny_shapes, train_net_command
+
+
+# The reduced precisions each device runs: fp16 autocast only on CUDA (check_precision refuses it on CPU).
+REDUCED_PRECISIONS = {"cpu": ("bf16",), "cuda": ("bf16", "fp16")}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _relative_error(expected: torch.Tensor, actual: torch.Tensor) -> float:
     return float((expected - actual.float()).abs().max() / expected.abs().max())
 
 
-def test_bf16_backbone_features_are_close_to_fp32():
+def test_bf16_backbone_features_are_close_to_fp32(device):
     torch.manual_seed(0)
-    backbone = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3)).eval()
-    images = torch.rand(1, 3, 224, 256)
+    backbone = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3)).eval().to(device)
+    images = torch.rand(1, 3, 224, 256).to(device)
     with torch.inference_mode():
         reference = backbone(images)
-        with autocast("bf16", "cpu"):
-            reduced = backbone(images)
-    for fp32, bf16 in zip(reference, reduced):
-        error = _relative_error(fp32, bf16)
-        assert 0 < error < 5e-2, error  # > 0: bf16 really ran; < 5%: 8 mantissa bits through 12 blocks
+        for precision in REDUCED_PRECISIONS[device]:
+            with autocast(precision, device):
+                reduced = backbone(images)
+            for fp32, low in zip(reference, reduced):
+                error = _relative_error(fp32, low)
+                # > 0: bf16 really ran; < 5%: 8 mantissa bits through 12 blocks (fp16 has 11: inside it too)
+                assert 0 < error < 5e-2, (precision, error)
 
 
-def test_fp32_is_a_no_op_and_bf16_computes_matmuls_in_bf16():
-    layer = nn.Linear(8, 8)
-    x = torch.rand(2, 8)
-    with autocast("fp32", "cpu"):
+def test_fp32_is_a_no_op_and_bf16_computes_matmuls_in_bf16(device):
+    layer = nn.Linear(8, 8).to(device)
+    x = torch.rand(2, 8).to(device)
+    with autocast("fp32", device):
         assert layer(x).dtype == torch.float32
-    with autocast("bf16", "cpu"):
-        assert layer(x).dtype == torch.bfloat16
+    for precision in REDUCED_PRECISIONS[device]:
+        with autocast(precision, device):
+            assert layer(x).dtype == DTYPES[precision]
 
 
 @pytest.mark.parametrize("precision,pattern", [("fp16", "SOLVER.AMP.PRECISION: fp16 needs a GPU"),
@@ -74,19 +85,24 @@ class _RecordingModel(nn.Module):
         return {"loss": out.float().square().mean()}
 
 
-def test_mixed_precision_trainer_runs_the_forward_in_bf16_and_updates_fp32_weights():
+def test_mixed_precision_trainer_runs_the_forward_in_bf16_and_updates_fp32_weights(device):
     from detectron2.utils.events import EventStorage
 
-    torch.manual_seed(0)
-    model = _RecordingModel().train()
-    before = model.layer.weight.detach().clone()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    trainer = MixedPrecisionTrainer(model, [torch.rand(8, 4)] * 2, optimizer, precision="bf16", device_type="cpu")
-    with EventStorage(0):
-        trainer.run_step()
-    assert model.dtypes == [torch.bfloat16]
-    assert model.layer.weight.dtype == torch.float32 and not torch.equal(model.layer.weight, before)
-    assert trainer.grad_scaler is None  # bf16 needs no loss scaling
+    for precision in REDUCED_PRECISIONS[device]:
+        torch.manual_seed(0)
+        model = _RecordingModel().train().to(device)
+        before = model.layer.weight.detach().clone()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        trainer = MixedPrecisionTrainer(model, [torch.rand(8, 4).to(device)] * 2, optimizer, precision=precision,
+                                        device_type=device)
+        with EventStorage(0):
+            trainer.run_step()
+        assert model.dtypes == [DTYPES[precision]]
+        assert model.layer.weight.dtype == torch.float32 and not torch.equal(model.layer.weight, before)
+        if precision == "bf16":
+            assert trainer.grad_scaler is None  # bf16 needs no loss scaling
+        else:  # fp16: scaled loss, and this first step found no inf/NaN gradient (the scale was kept)
+            assert trainer.grad_scaler is not None and trainer.grad_scaler.get_scale() == 2.0**16
 
 
 def test_amp_config_picks_the_mixed_precision_trainer_on_cpu():
@@ -101,6 +117,50 @@ def test_amp_config_picks_the_mixed_precision_trainer_on_cpu():
                                model, loader, optimizer)
     assert type(plain) is SimpleTrainer
     assert isinstance(mixed, MixedPrecisionTrainer) and (mixed.precision, mixed.device_type) == ("bf16", "cpu")
+
+
+def _one_image_batch(height: int = 96, width: int = 128) -> list[dict]:
+    """A detectron2 training batch: one image with two instances (boxes, classes, bitmasks)."""
+    from detectron2.structures import BitMasks, Boxes, Instances
+
+    instances = Instances((height, width))
+    instances.gt_boxes = Boxes(torch.tensor([[8.0, 10.0, 60.0, 70.0], [70.0, 20.0, 120.0, 90.0]]))
+    instances.gt_classes = torch.tensor([1, 3])
+    masks = torch.zeros(2, height, width, dtype=torch.bool)
+    masks[0, 10:70, 8:60] = True
+    masks[1, 20:90, 70:120] = True
+    instances.gt_masks = BitMasks(masks)
+    image = torch.randint(0, 255, (3, height, width), dtype=torch.uint8)
+    return [{"image": image, "instances": instances, "height": height, "width": width}]
+
+
+def test_swin_mask_rcnn_mixed_precision_training_steps_update_fp32_weights(device):
+    """Three steps of the tiny Swin Mask R-CNN through build_step_trainer, as tools/train_net.py does
+    with SOLVER.AMP.ENABLED: bf16 (and on CUDA fp16 with the gradient scaler, which may skip a first
+    step whose scaled gradients overflow: three steps leave room for that)."""
+    from detectron2.modeling import build_model
+    from detectron2.utils.events import EventStorage
+
+    from swin_scratch.detection import build_swin_optimizer, get_swin_cfg
+
+    for precision in REDUCED_PRECISIONS[device]:
+        torch.manual_seed(0)
+        cfg = get_swin_cfg("swin_shapes.yaml", [*TINY_TRAINING_OVERRIDES, "MODEL.DEVICE", device,
+                                                "SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", precision])
+        model = build_model(cfg).train()
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        trainer = build_step_trainer(cfg, model, [_one_image_batch()] * 3, build_swin_optimizer(cfg, model))
+        assert isinstance(trainer, MixedPrecisionTrainer) and trainer.precision == precision
+        with EventStorage(0) as storage:
+            for _ in range(3):
+                trainer.run_step()
+                storage.step()
+        losses = [value for value, _ in storage.history("total_loss").values()]
+        assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses))), (precision, losses)
+        assert all(p.dtype == torch.float32 and p.device.type == device for p in model.parameters())
+        changed = [name for name, p in model.named_parameters() if not torch.equal(p, before[name])]
+        assert any(name.startswith("backbone.bottom_up") for name in changed), (precision, changed[:5])
+        assert (trainer.grad_scaler is not None) == (precision == "fp16")
 
 
 @pytest.mark.slow

@@ -1,5 +1,8 @@
-"""Correct against an independent implementation: torchvision's Swin-T (random weights, mapped)."""
+"""Correct against an independent implementation: torchvision's Swin-T (random weights, mapped), on
+each device of ``DEVICES`` (tests/conftest.py; on CUDA with TF32 off, so the fp32 tolerances hold)."""
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -47,31 +50,40 @@ def torchvision_model():
     return model
 
 
+def _on(device: str, reference: torch.nn.Module, ours: torch.nn.Module):
+    """Both models on ``device``; the shared module-scoped reference is copied, never moved."""
+    if device == "cpu":
+        return reference, ours
+    return copy.deepcopy(reference).to(device), ours.to(device)
+
+
 def test_torchvision_swin_t_weights_load_with_every_key_mapped(torchvision_model):
     ours = swin_tiny()
     report = load_swin_checkpoint(ours, {"model": torchvision_to_official(torchvision_model.state_dict())})
     assert report.missing == [] and report.unexpected == [] and report.resized == []
 
 
-def test_logits_match_torchvision_swin_t(torchvision_model):
+def test_logits_match_torchvision_swin_t(torchvision_model, device):
     ours = swin_tiny().eval()
     load_swin_checkpoint(ours, torchvision_to_official(torchvision_model.state_dict()))
-    images = torch.randn(2, 3, 224, 224)
+    reference, ours = _on(device, torchvision_model, ours)
+    images = torch.randn(2, 3, 224, 224).to(device)
     with torch.no_grad():
-        expected, actual = torchvision_model(images), ours(images)
+        expected, actual = reference(images), ours(images)
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("height,width", [(300, 500), (256, 352)])
-def test_detection_stages_match_torchvision_at_non_window_multiple_sizes(torchvision_model, height, width):
+def test_detection_stages_match_torchvision_at_non_window_multiple_sizes(torchvision_model, height, width, device):
     ours = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3)).eval()
     load_swin_checkpoint(ours, torchvision_to_official(torchvision_model.state_dict()))
-    images = torch.randn(1, 3, height, width)
+    reference, ours = _on(device, torchvision_model, ours)
+    images = torch.randn(1, 3, height, width).to(device)
     with torch.no_grad():
         stages = ours.forward_stages(images)  # pre-norm stage outputs, (B, H, W, C)
         x = images
         expected = []
-        for index, module in enumerate(torchvision_model.features):
+        for index, module in enumerate(reference.features):
             x = module(x)
             if index in TV_STAGES:
                 expected.append(x)

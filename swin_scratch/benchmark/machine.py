@@ -3,7 +3,9 @@
 A speed ratio measured on one CPU does not hold on another (fused-attention kernels, bf16 units and
 GEMM libraries differ), so every table carries the CPU, its relevant ISA flags, the thread count,
 the torch version and the measured GEMM peak; each timing is also shown as a percentage of the
-floor that peak implies (time = FLOPs / peak).
+floor that peak implies (time = FLOPs / peak). On a GPU (``describe_machine(device="cuda")``) the
+line names the GPU, torch and its CUDA version, and that GPU's GEMM peaks: fp32 with TF32 off (the
+process then keeps TF32 off, so fp32 rows are IEEE fp32 too), bf16 and fp16.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import time
 from dataclasses import dataclass
 
 import torch
+
+from swin_scratch.benchmark.timing import synchronizer
 
 # Swin-T forward at 224² (the paper's 4.5 GMACs, 2 FLOPs per multiply-add).
 SWIN_T_224_GFLOP = 9.0
@@ -26,7 +30,8 @@ class Machine:
     isa: tuple[str, ...]
     threads: int
     torch_version: str
-    gemm_gflops: dict[str, float]  # measured peak per precision ("fp32", "bf16")
+    gemm_gflops: dict[str, float]  # measured peak per precision ("fp32", "bf16"; on a GPU also "fp16")
+    gpu: str | None = None  # the CUDA device the timings run on (its name); None: the CPU
 
     def floor_ms(self, gflop: float, precision: str = "fp32") -> float:
         """Time ``gflop`` would take at this machine's measured GEMM peak."""
@@ -36,7 +41,19 @@ class Machine:
         """100 = as fast as the GEMM peak allows; a real network lands well below."""
         return 100 * self.floor_ms(gflop, precision) / milliseconds
 
+    @property
+    def device(self) -> str:
+        return "cpu" if self.gpu is None else "cuda"
+
     def line(self) -> str:
+        if self.gpu is not None:
+            peaks = ", ".join(f"{name}{' (TF32 off)' if name == 'fp32' else ''} {value:.0f}"
+                              for name, value in self.gemm_gflops.items())
+            floors = ", ".join(f"{name} {self.floor_ms(SWIN_T_224_GFLOP, name):.3f} ms" for name in self.gemm_gflops)
+            return (
+                f"Machine: GPU {self.gpu} (host CPU: {self.cpu}, {self.threads} threads); torch {self.torch_version}; "
+                f"GEMM peak (GFLOP/s): {peaks}; floor for Swin-T 224² ({SWIN_T_224_GFLOP} GFLOP/image): {floors}"
+            )
         peaks = ", ".join(f"{name} {value:.0f}" for name, value in self.gemm_gflops.items())
         floors = ", ".join(f"{name} {self.floor_ms(SWIN_T_224_GFLOP, name):.1f} ms" for name in self.gemm_gflops)
         return (
@@ -57,29 +74,43 @@ def cpu_model_and_flags() -> tuple[str, set[str]]:
     return fields.get("model name", platform.machine()), set(fields.get("flags", "").split())
 
 
-def gemm_peak_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 0.5) -> float:
-    """Best observed GFLOP/s of a size³ matmul, repeated for about ``seconds``."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+def gemm_peak_gflops(dtype: torch.dtype, size: int = 1024, seconds: float = 0.5, device: str = "cpu") -> float:
+    """Best observed GFLOP/s of a size³ matmul on ``device``, repeated for about ``seconds``
+    (on CUDA each call is timed between two ``torch.cuda.synchronize``)."""
+    sync = synchronizer(device) or (lambda: None)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     torch.mm(a, b)  # warm-up: thread pool, kernel selection
+    sync()
     best = float("inf")
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
 
-def describe_machine(threads: int | None = None) -> Machine:
-    """Measure this machine (about a second) with ``threads`` intra-op threads (default: torch's)."""
+def describe_machine(threads: int | None = None, device: str = "cpu") -> Machine:
+    """Measure this machine (about a second) with ``threads`` intra-op threads (default: torch's).
+
+    ``device="cuda"``: the current GPU instead, with TF32 turned off for this process (matmuls and
+    cuDNN convolutions), so that "fp32" means IEEE fp32 in the peak and in every fp32 timing after it.
+    """
     if threads is not None:
         torch.set_num_threads(threads)
     cpu, flags = cpu_model_and_flags()
+    common = dict(cpu=cpu, isa=tuple(label for flag, label in ISA_FLAGS.items() if flag in flags),
+                  threads=torch.get_num_threads())
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        peaks = {name: gemm_peak_gflops(dtype, size=8192, device=device) for name, dtype in
+                 (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16))}
+        return Machine(**common, torch_version=f"{torch.__version__}, CUDA {torch.version.cuda}", gemm_gflops=peaks,
+                       gpu=torch.cuda.get_device_name(device))
     return Machine(
-        cpu=cpu,
-        isa=tuple(label for flag, label in ISA_FLAGS.items() if flag in flags),
-        threads=torch.get_num_threads(),
+        **common,
         torch_version=torch.__version__,
         gemm_gflops={"fp32": gemm_peak_gflops(torch.float32), "bf16": gemm_peak_gflops(torch.bfloat16)},
     )

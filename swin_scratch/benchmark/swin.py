@@ -1,7 +1,8 @@
 """Swin-T speed against other implementations, and activation-checkpointing memory.
 
 Peers are timed interleaved in one process (:func:`interleaved_medians`), inference mode, each in its
-precision (fp32, or bf16 under autocast), after the machine line of :mod:`.machine`.
+precision (fp32, or bf16/fp16 under autocast), after the machine line of :mod:`.machine`, on that
+machine's device: the CPU, or the GPU (synchronized around each timed call).
 Memory is measured per configuration in a fresh subprocess (peak RSS), so allocations of one run
 cannot hide inside another's.
 """
@@ -17,13 +18,13 @@ import torch
 from torch import nn
 
 from swin_scratch.benchmark.machine import SWIN_T_224_GFLOP, Machine
-from swin_scratch.benchmark.timing import MEASUREMENT_ENV, interleaved_medians, markdown_table
+from swin_scratch.benchmark.timing import MEASUREMENT_ENV, interleaved_medians, markdown_table, synchronizer
 from swin_scratch.precision import autocast
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A model to time and the precision it runs in (fp32 as is, bf16 under autocast)."""
+    """A model to time and the precision it runs in (fp32 as is, bf16/fp16 under autocast)."""
 
     model: nn.Module
     precision: str = "fp32"
@@ -34,6 +35,8 @@ PeerFactory = Callable[[bool, int, int], dict[str, Candidate]]
 
 SETTINGS = (("224² batch 1", False, 1, 224, 224), ("224² batch 8", False, 8, 224, 224),
             ("backbone 800×1216 batch 1", True, 1, 800, 1216))
+# On a GPU batches 1 and 8 are bound by kernel launches; batch 64 shows the throughput.
+CUDA_SETTINGS = SETTINGS[:2] + (("224² batch 64", False, 64, 224, 224),) + SETTINGS[2:]
 
 SPEED_HEADER = ["input", "implementation", "ms / forward", "ms / image", "% of floor", "÷ timm best (same precision)"]
 
@@ -45,19 +48,22 @@ def gflop_per_image(height: int, width: int) -> float:
 
 def speed_rows(peers: PeerFactory, machine: Machine, rounds: int = 10, settings=SETTINGS) -> list[list[str]]:
     """One row per (input, implementation): ms per forward, ms per image, % of the machine's floor,
-    and the time relative to timm's best run at the same precision."""
+    and the time relative to timm's best run at the same precision. Runs on ``machine.device``
+    (the peers' models must be there already)."""
     rows = []
+    ms = "{:.3f}" if machine.device == "cuda" else "{:.1f}"  # GPU times are fractions of a millisecond
     for label, backbone, batch, height, width in settings:
         torch.manual_seed(0)
         candidates = peers(backbone, height, width)
-        images = torch.rand(batch, 3, height, width)
-        medians = interleaved_medians({name: _runner(c, images) for name, c in candidates.items()}, rounds=rounds)
+        images = torch.rand(batch, 3, height, width).to(machine.device)
+        runners = {name: _runner(c, images, machine.device) for name, c in candidates.items()}
+        medians = interleaved_medians(runners, rounds=rounds, synchronize=synchronizer(machine.device))
         gflop = gflop_per_image(height, width)
         for name, candidate in candidates.items():
             per_image_ms = medians[name] * 1000 / batch
             timm_best = _fastest(medians, candidates, "timm", candidate.precision)
             rows.append([
-                label, name, f"{medians[name] * 1000:.1f}", f"{per_image_ms:.1f}",
+                label, name, ms.format(medians[name] * 1000), ms.format(per_image_ms),
                 f"{machine.percent_of_floor(per_image_ms, gflop, candidate.precision):.0f}%",
                 f"{medians[name] / timm_best:.2f}" if timm_best else "n/a",
             ])
@@ -69,9 +75,9 @@ def _fastest(medians: dict[str, float], candidates: dict[str, Candidate], prefix
     return min(times) if times else None
 
 
-def _runner(candidate: Candidate, images: torch.Tensor) -> Callable[[], object]:
+def _runner(candidate: Candidate, images: torch.Tensor, device: str = "cpu") -> Callable[[], object]:
     def run():
-        with torch.inference_mode(), autocast(candidate.precision, "cpu"):
+        with torch.inference_mode(), autocast(candidate.precision, device):
             return candidate.model(images)
     return run
 
@@ -79,7 +85,9 @@ def _runner(candidate: Candidate, images: torch.Tensor) -> Callable[[], object]:
 def speed_report(peers: PeerFactory, machine: Machine, rounds: int = 10, settings=SETTINGS) -> str:
     """The machine line, then the table, as Markdown (what tools/benchmark.py prints and writes)."""
     table = markdown_table(SPEED_HEADER, speed_rows(peers, machine, rounds, settings))
-    return (f"{machine.line()}\n\nCPU inference (torch.inference_mode), median of {rounds} interleaved rounds; "
+    how = ("CUDA inference (torch.inference_mode, torch.cuda.synchronize around each timed call; fp32 with TF32 off)"
+           if machine.device == "cuda" else "CPU inference (torch.inference_mode)")
+    return (f"{machine.line()}\n\n{how}, median of {rounds} interleaved rounds; "
             f"% of floor = (GFLOP ÷ measured GEMM peak of that precision) ÷ measured time.\n\n{table}\n")
 
 

@@ -8,19 +8,34 @@ from typing import Callable
 
 
 def interleaved_medians(
-    candidates: dict[str, Callable[[], object]], rounds: int = 10, warmup: int = 2
+    candidates: dict[str, Callable[[], object]], rounds: int = 10, warmup: int = 2,
+    synchronize: Callable[[], object] | None = None,
 ) -> dict[str, float]:
-    """Median seconds per call of each candidate, measured round-robin."""
+    """Median seconds per call of each candidate, measured round-robin.
+
+    ``synchronize`` (``torch.cuda.synchronize`` for GPU work) is called before and after each timed
+    call, so a sample is the call's device time, not the time to queue its kernels.
+    """
+    sync = synchronize or (lambda: None)
     for _ in range(warmup):
         for run in candidates.values():
             run()
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, run in candidates.items():
+            sync()
             start = time.perf_counter()
             run()
+            sync()
             samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def synchronizer(device: str) -> Callable[[], object] | None:
+    """What to pass as ``synchronize`` for work on ``device``: None on the CPU (calls return when done)."""
+    import torch
+
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else None
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
