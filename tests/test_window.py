@@ -93,6 +93,9 @@ def test_window_gather_equals_pad_roll_partition_and_merge_inverts_it(batch, hei
     windows = partition_windows(x, layout)
     assert torch.equal(windows, _pad_roll_partition(x, layout.geometry))
     assert torch.equal(merge_windows(windows, layout, height, width), x)
+    textbook = window_layout(height, width, 7, shift, routes=False)  # what torch.compile traces
+    assert torch.equal(partition_windows(x, textbook), windows)
+    assert torch.equal(merge_windows(windows, textbook, height, width), x)
 
 
 def test_window_gather_gradients_match_the_textbook_route():

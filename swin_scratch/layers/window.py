@@ -6,7 +6,7 @@ feature maps are (B, H, W, C) and windows are (B, nW, N, C) with N = window_size
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -58,19 +58,24 @@ class WindowLayout(NamedTuple):
     a map into windows is a single row gather (instead of pad, roll and a permuting copy, each of which
     writes the whole map), and putting windows back is another (which also drops the padding).
     Window slots are numbered window by window, row-major inside a window: slot = w * N + i.
+    Without routes (None), partition and reverse take the textbook steps instead: torch.compile's
+    inductor fuses those into one kernel itself (and its CUDA backend in torch 2.11 cannot bound
+    gather indices computed with ``%``).
     """
 
     geometry: WindowGeometry
-    source_tokens: Tensor  # (nW * N,) map token (h * W + w) copied into each window slot; 0 for padding
-    padding_slots: Tensor  # (P,) window slots that hold zero padding
-    token_slots: Tensor  # (H * W,) window slot of each map token
+    source_tokens: Optional[Tensor] = None  # (nW * N,) map token (h * W + w) copied into each slot; 0 for padding
+    padding_slots: Optional[Tensor] = None  # (P,) window slots that hold zero padding
+    token_slots: Optional[Tensor] = None  # (H * W,) window slot of each map token
 
 
 def window_layout(
-    height: int, width: int, window_size: int, shift_size: int, device: torch.device | None = None
+    height: int, width: int, window_size: int, shift_size: int, device: torch.device | None = None, routes: bool = True
 ) -> WindowLayout:
     """The routes for one map size; tensor ops only (no Python loops), so tracing and dynamo follow them."""
     geometry = window_geometry(height, width, window_size, shift_size)
+    if not routes:
+        return WindowLayout(geometry)
     padded_height, padded_width = geometry.padded_height, geometry.padded_width
     # after the shift by -s, padded row r holds padded row (r + s) mod Hp; likewise for columns
     rows = (torch.arange(padded_height, device=device) + geometry.shift_height) % padded_height  # (Hp,)
@@ -94,17 +99,25 @@ def window_layout(
 
 def partition_windows(x: Tensor, layout: WindowLayout) -> Tensor:
     """(B, H, W, C) -> (B, nW, N, C): zero-padded, cyclically shifted windows, written once."""
+    geometry = layout.geometry
+    if layout.source_tokens is None:
+        shifted = torch.roll(pad_to_geometry(x, geometry), (-geometry.shift_height, -geometry.shift_width), (1, 2))
+        return window_partition(shifted, geometry.window_size)
     batch, height, width, channels = x.shape
     slots = layout.source_tokens.numel()
     rows = _per_image(layout.source_tokens, batch, height * width)
     windows = x.reshape(batch * height * width, channels).index_select(0, rows)  # (B * nW * N, C)
     windows = windows.index_fill_(0, _per_image(layout.padding_slots, batch, slots), 0.0)
-    window_size = layout.geometry.window_size
+    window_size = geometry.window_size
     return windows.view(batch, slots // (window_size * window_size), window_size * window_size, channels)
 
 
 def merge_windows(windows: Tensor, layout: WindowLayout, height: int, width: int) -> Tensor:
     """(B, nW, N, C) -> (B, H, W, C): the inverse of :func:`partition_windows`; padding is dropped."""
+    geometry = layout.geometry
+    if layout.token_slots is None:
+        padded = window_reverse(windows, geometry.window_size, geometry.padded_height, geometry.padded_width)
+        return torch.roll(padded, (geometry.shift_height, geometry.shift_width), (1, 2))[:, :height, :width]
     batch, num_windows, tokens, channels = windows.shape
     rows = _per_image(layout.token_slots, batch, num_windows * tokens)
     return windows.reshape(batch * num_windows * tokens, channels).index_select(0, rows).view(batch, height, width, channels)

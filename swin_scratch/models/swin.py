@@ -252,8 +252,9 @@ class BasicLayer(nn.Module):
         return self._plan_cache[key]
 
     def _build_window_plan(self, height: int, width: int, device: torch.device):
-        regular = window_layout(height, width, self.window_size, 0, device)
-        shifted = window_layout(height, width, self.window_size, self.shift_size, device)
+        routes = not torch.compiler.is_compiling()  # inductor fuses the textbook steps itself
+        regular = window_layout(height, width, self.window_size, 0, device, routes)
+        shifted = window_layout(height, width, self.window_size, self.shift_size, device, routes)
         needs_mask = len(self.blocks) > 1 and shifted.geometry.is_shifted
         return regular, shifted, shifted_window_mask(shifted.geometry, device) if needs_mask else None
 
