@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from swin_scratch.benchmark.machine import describe_machine
+from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.benchmark.swin import CUDA_SETTINGS, SETTINGS, Candidate, memory_table, speed_report
 from swin_scratch.benchmark.timing import emit_report
 from swin_scratch.models import swin_tiny
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-only", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
     args = parser.parse_args(argv)
+    reuse_freed_memory()  # every model timed under the allocator policy the tools run with
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.exit(2, "error: --device cuda: torch sees no CUDA GPU (torch.cuda.is_available() is False)\n")
     precisions = args.precision or DEFAULT_PRECISIONS[args.device]

@@ -12,7 +12,7 @@ import torch
 
 from detectron2 import model_zoo
 from detectron2.config import get_cfg
-from detectron2.modeling import build_model
+from detectron2.modeling import build_backbone, build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
@@ -23,7 +23,16 @@ from swin_scratch.detection.config import get_swin_cfg
 from swin_scratch.memory import reuse_freed_memory
 
 
-def build(name: str):
+def config(name: str):
+    """Each model's COCO config with random weights, set so that both heads do the same work.
+
+    With random weights the heads' load would depend on the backbone's random outputs: R50's
+    caffe-style input (PIXEL_STD 1, made for the MSRA weights) blows its random activations up,
+    every RPN box degenerates and its box head trains on the 5 ground-truth boxes alone (Swin's: 512
+    proposals); at inference, scores of random heads fall under SCORE_THRESH_TEST and the mask head
+    runs on no detection at all. So R50 gets the ImageNet std and both keep their top 100 detections,
+    the load a trained model gives (the report prints both loads).
+    """
     if name == "swin_t":
         cfg = get_swin_cfg("mask_rcnn_swin_t_fpn_3x.yaml", ["MODEL.DEVICE", "cpu"])
     else:
@@ -31,7 +40,52 @@ def build(name: str):
         cfg.merge_from_file(model_zoo.get_config_file("COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"))
         cfg.MODEL.DEVICE = "cpu"
         cfg.MODEL.WEIGHTS = ""
-    return build_model(cfg)
+        cfg.MODEL.PIXEL_STD = [57.375, 57.120, 58.395]  # BGR
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    return cfg
+
+
+def build(name: str):
+    return build_model(config(name))
+
+
+# backbone alone (no FPN): Swin-T; ResNet-50 with its default freezing (stem + res2) and all stages trainable
+BACKBONES = {"Swin-T": ("swin_t", None), "ResNet-50 (stem+res2 frozen, default)": ("r50", 2),
+             "ResNet-50 (all stages trainable)": ("r50", 0)}
+
+
+def build_backbone_alone(name: str, freeze_at: int | None):
+    cfg = config(name)
+    if name == "swin_t":
+        cfg.MODEL.BACKBONE.NAME = "build_swin_backbone"
+    else:
+        cfg.MODEL.BACKBONE.NAME = "build_resnet_backbone"
+        cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+        cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at
+    return build_backbone(cfg)
+
+
+def backbone_rows(height: int, width: int, rounds: int) -> list[list[str]]:
+    """Inference and forward+backward of each backbone alone on one image, interleaved."""
+    models = {label: build_backbone_alone(*spec) for label, spec in BACKBONES.items()}
+    images = torch.rand(1, 3, height, width) * 255
+
+    def infer(model):
+        model.eval()
+        with torch.inference_mode():
+            model(images)
+
+    def forward_backward(model):
+        model.train()
+        sum(feature.mean() for feature in model(images).values()).backward()
+        model.zero_grad(set_to_none=True)
+
+    latency = interleaved_medians({n: (lambda m=m: infer(m)) for n, m in models.items()}, rounds=rounds, warmup=1)
+    step = interleaved_medians({n: (lambda m=m: forward_backward(m)) for n, m in models.items()}, rounds=rounds, warmup=1)
+    swin = "Swin-T"
+    return [[label, f"{latency[label] * 1000:.0f}", f"{step[label] * 1000:.0f}",
+             "" if label == swin else f"{latency[swin] / latency[label]:.2f}",
+             "" if label == swin else f"{step[swin] / step[label]:.2f}"] for label in models]
 
 
 def training_batch(height: int, width: int, objects: int = 5):
@@ -73,7 +127,7 @@ def main(argv=None) -> int:
     def infer(model):
         model.eval()
         with torch.inference_mode():
-            model(inputs)
+            return len(model(inputs)[0]["instances"])
 
     latency = interleaved_medians({n: (lambda m=m: infer(m)) for n, m in models.items()}, rounds=args.rounds, warmup=1)
 
@@ -81,21 +135,29 @@ def main(argv=None) -> int:
 
     def train_step(model):
         model.train()
-        with EventStorage(0):
+        with EventStorage(0) as storage:
             losses = model(batch)
         sum(losses.values()).backward()
         model.zero_grad(set_to_none=True)
+        return sum(storage.history(f"roi_head/num_{kind}_samples").latest() for kind in ("fg", "bg"))
+
+    load = {n: f"{train_step(m):.0f} / {infer(m)}" for n, m in models.items()}
 
     step = interleaved_medians({n: (lambda m=m: train_step(m)) for n, m in models.items()}, rounds=max(2, args.rounds // 2), warmup=1)
     memory = {name: training_peak_rss_mib(name, args) for name in models}
     rows = [
-        ["Mask R-CNN Swin-T FPN", f"{params['swin_t']:.1f}", f"{latency['swin_t'] * 1000:.0f}", f"{step['swin_t'] * 1000:.0f}", f"{memory['swin_t']:.0f}"],
-        ["Mask R-CNN R50-FPN (detectron2)", f"{params['r50']:.1f}", f"{latency['r50'] * 1000:.0f}", f"{step['r50'] * 1000:.0f}", f"{memory['r50']:.0f}"],
-        ["ratio Swin-T / R50", "", f"{latency['swin_t'] / latency['r50']:.2f}", f"{step['swin_t'] / step['r50']:.2f}", f"{memory['swin_t'] / memory['r50']:.2f}"],
+        ["Mask R-CNN Swin-T FPN", f"{params['swin_t']:.1f}", load["swin_t"], f"{latency['swin_t'] * 1000:.0f}", f"{step['swin_t'] * 1000:.0f}", f"{memory['swin_t']:.0f}"],
+        ["Mask R-CNN R50-FPN (detectron2)", f"{params['r50']:.1f}", load["r50"], f"{latency['r50'] * 1000:.0f}", f"{step['r50'] * 1000:.0f}", f"{memory['r50']:.0f}"],
+        ["ratio Swin-T / R50", "", "", f"{latency['swin_t'] / latency['r50']:.2f}", f"{step['swin_t'] / step['r50']:.2f}", f"{memory['swin_t'] / memory['r50']:.2f}"],
     ]
+    backbones = backbone_rows(args.height, args.width, args.rounds)
     report = (
         f"{machine.line()}\n\nCPU, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds\n\n"
-        + markdown_table(["model", "params (M)", "inference (ms)", "train step (ms)", "train peak RSS (MiB)"], rows)
+        + markdown_table(["model", "params (M)", "head load: train ROIs / detections", "inference (ms)", "train step (ms)",
+                          "train peak RSS (MiB)"], rows)
+        + "\n\nBackbone alone (no FPN), batch 1, same input\n\n"
+        + markdown_table(["backbone", "inference (ms)", "forward+backward (ms)", "Swin-T ÷ this, inference",
+                          "Swin-T ÷ this, forward+backward"], backbones)
         + "\n"
     )
     emit_report(report, args.markdown)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from swin_scratch.memory import allocator_description
+
 from swin_scratch.benchmark.timing import synchronizer
 
 # Swin-T forward at 224² (the paper's 4.5 GMACs, 2 FLOPs per multiply-add).
@@ -32,6 +34,7 @@ class Machine:
     torch_version: str
     gemm_gflops: dict[str, float]  # measured peak per precision ("fp32", "bf16"; on a GPU also "fp16")
     gpu: str | None = None  # the CUDA device the timings run on (its name); None: the CPU
+    allocator: str = ""  # the CPU memory policy the timings ran under (swin_scratch.memory)
 
     def floor_ms(self, gflop: float, precision: str = "fp32") -> float:
         """Time ``gflop`` would take at this machine's measured GEMM peak."""
@@ -60,6 +63,7 @@ class Machine:
             f"Machine: {self.cpu}; ISA: {', '.join(self.isa) or 'none of AVX2/AVX-512/AVX512-BF16/AMX'}; "
             f"{self.threads} threads; torch {self.torch_version}; GEMM peak (GFLOP/s): {peaks}; "
             f"floor for Swin-T 224² ({SWIN_T_224_GFLOP} GFLOP/image): {floors}"
+            + (f"; memory: {self.allocator}" if self.allocator else "")
         )
 
 
@@ -102,7 +106,7 @@ def describe_machine(threads: int | None = None, device: str = "cpu") -> Machine
         torch.set_num_threads(threads)
     cpu, flags = cpu_model_and_flags()
     common = dict(cpu=cpu, isa=tuple(label for flag, label in ISA_FLAGS.items() if flag in flags),
-                  threads=torch.get_num_threads())
+                  threads=torch.get_num_threads(), allocator=allocator_description())
     if torch.device(device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         peaks = {name: gemm_peak_gflops(dtype, size=8192, device=device) for name, dtype in
