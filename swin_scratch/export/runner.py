@@ -39,13 +39,17 @@ def write_export(module: nn.Module, inputs: tuple[Tensor, ...], output: str | Pa
     return output
 
 
-def onnx_session(path: str | Path, threads: int | None = None):
-    """An onnxruntime CPU session for ``path``; ``threads`` sets its intra-op thread count."""
+def onnx_session(path: str | Path, threads: int | None = None, profile_prefix: str | None = None):
+    """An onnxruntime CPU session for ``path``; ``threads`` sets its intra-op thread count;
+    ``profile_prefix``: onnxruntime's per-node profile is written there (``session.end_profiling()``)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
