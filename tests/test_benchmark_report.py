@@ -59,3 +59,12 @@ def test_speed_report_starts_with_the_machine_and_has_a_row_per_implementation(d
     assert rows[1].endswith("| 1.00 |")  # timm is its own best
     assert rows[2].endswith("| n/a |")  # no timm bf16 to compare with
     assert all("%" in row.split(" | ")[4] for row in rows)
+
+
+def test_detection_benchmark_says_where_swin_training_memory_goes():
+    from swin_scratch.benchmark.detection import kept_for_backward_table
+
+    table = kept_for_backward_table(64, 96)
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in table.splitlines()[2:]}
+    assert "attn (attention core: q·k, softmax, ·v)" in rows and "mlp (fc1 output, for the GELU)" in rows
+    assert "mlp.act" not in rows and "mlp.fc2" not in rows  # the GELU output is recomputed, not kept

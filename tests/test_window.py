@@ -112,3 +112,29 @@ def test_window_gather_gradients_match_the_textbook_route():
     (merged * x.detach()).sum().backward()
     expected = _pad_roll_partition(x.detach(), layout.geometry)  # padding slots get no gradient
     assert torch.equal(weights.grad, expected)
+
+
+def _subnormals_reaching_a_projection(masked_logit: float, monkeypatch) -> int:
+    """Subnormal float32 values in the inputs of the shifted blocks' output projections of a Swin-T
+    backbone on a padded input (random weights, zero qkv bias as initialised: the zero padding tokens'
+    values are exactly 0, so their outputs are sums of masked weights alone)."""
+    import swin_scratch.layers.window as window
+    from swin_scratch.models import swin_tiny
+
+    monkeypatch.setattr(window, "MASKED_LOGIT", masked_logit)
+    model = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3)).eval()
+    seen = []
+    for stage in model.layers:
+        stage.blocks[1].attn.proj.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 200, 264))  # every stage padded and shifted
+    tiny = torch.finfo(torch.float32).tiny
+    return sum(int(((x != 0) & (x.abs() < tiny)).sum()) for x in seen)
+
+
+def test_the_shifted_window_mask_leaves_no_subnormal_numbers_behind(monkeypatch):
+    """-100 (official) gives softmax weights e^-100, subnormal float32s that x86 multiplies many times
+    slower; -inf gives exact zeros (docs/swin.md)."""
+    assert MASKED_LOGIT == float("-inf")
+    assert _subnormals_reaching_a_projection(-100.0, monkeypatch) > 0  # what the official value does
+    assert _subnormals_reaching_a_projection(MASKED_LOGIT, monkeypatch) == 0
