@@ -116,7 +116,8 @@ class WindowAttention(nn.Module):
         # ~4x faster on 4-D inputs than on 5-D ones
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, head_dim)
         if attn_bias.shape[0] != 1:  # a bias per window: the same for every image of the batch
-            attn_bias = attn_bias.expand(batch, -1, -1, -1, -1).reshape(batch * num_windows, self.num_heads, tokens, tokens)
+            attn_bias = attn_bias.expand(batch, -1, -1, -1, -1)  # (B, nW, heads, N, N); a copy only for B > 1
+            attn_bias = attn_bias.reshape(batch * num_windows, self.num_heads, tokens, tokens)
         dropout_p = self.attn_drop if self.training else 0.0
         out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)  # (B * nW, heads, N, hd)
         out = out.transpose(1, 2).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
