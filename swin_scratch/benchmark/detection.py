@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -195,8 +196,8 @@ def kept_for_backward_table(height: int, width: int) -> str:
             tail = name.split("blocks.")[-1].split(".", 1) if "blocks." in name else ["", name.split(".")[-1]]
             part = tail[1] if len(tail) > 1 and tail[1] else "block (window gathers, residual adds)"
             part = {"attn": "attn (attention core: q·k, softmax, ·v)", "mlp": "mlp (fc1 output, for the GELU)"}.get(part, part)
-            module.register_forward_pre_hook(lambda m, i, part=part: running.append(part) and None)
-            module.register_forward_hook(lambda m, i, o: running.pop() and None)
+            module.register_forward_pre_hook(partial(_enter, running, part))
+            module.register_forward_hook(partial(_leave, running))
 
     def pack(tensor):
         storage = tensor.untyped_storage()
@@ -213,6 +214,14 @@ def kept_for_backward_table(height: int, width: int) -> str:
     rows = [[part, f"{size / 2**20:.0f}", f"{100 * size / total:.0f}%"]
             for part, size in sorted(by_part.items(), key=lambda item: -item[1]) if size >= total / 100]
     return markdown_table([f"Swin-T backbone, kept for backward ({total / 2**20:.0f} MiB in all)", "MiB", "share"], rows)
+
+
+def _enter(running: list[str], part: str, module, inputs) -> None:
+    running.append(part)
+
+
+def _leave(running: list[str], module, inputs, output) -> None:
+    running.pop()
 
 
 def training_peak_rss_mib(name: str, args, live_tensors_only: bool = True) -> float:

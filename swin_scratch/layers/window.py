@@ -77,12 +77,6 @@ def window_layout(
     if not routes:
         return WindowLayout(geometry)
     padded_height, padded_width = geometry.padded_height, geometry.padded_width
-    # after the shift by -s, padded row r holds padded row (r + s) mod Hp; likewise for columns
-    rows = (torch.arange(padded_height, device=device) + geometry.shift_height) % padded_height  # (Hp,)
-    cols = (torch.arange(padded_width, device=device) + geometry.shift_width) % padded_width  # (Wp,)
-    is_padding = (rows[:, None] >= height) | (cols[None, :] >= width)  # (Hp, Wp)
-    source = torch.where(is_padding, 0, rows[:, None] * width + cols[None, :])  # (Hp, Wp)
-    source_tokens = window_partition(source[None, :, :, None], window_size).reshape(-1)
 
     def slots(rows: Tensor, cols: Tensor) -> Tensor:  # window slots of padded positions rows x cols
         return _window_slots(rows, cols, geometry).reshape(-1)
@@ -94,6 +88,9 @@ def window_layout(
     # padding: the rows below the map (all columns), then the columns right of it (map rows only)
     padding_slots = torch.cat([slots(span(height, padded_height), span(0, padded_width)),
                                slots(span(0, height), span(width, padded_width))])
+    # the forward route is the inverse one turned around; padding slots read token 0 (zeroed later)
+    source_tokens = torch.zeros(padded_height * padded_width, dtype=torch.long, device=device)
+    source_tokens = source_tokens.scatter(0, token_slots, span(0, height * width))
     return WindowLayout(geometry, source_tokens, padding_slots, token_slots)
 
 
