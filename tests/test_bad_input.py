@@ -15,10 +15,10 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 
-from swin_scratch.checkpoint_io import CheckpointError
-from swin_scratch.detection.checkpoint import SwinCheckpointer
+from swin_scratch.weights.files import CheckpointError
+from swin_scratch.detection.checkpointer import SwinCheckpointer
 from swin_scratch.detection.config import get_swin_cfg
-from swin_scratch.detection.data_checks import (
+from swin_scratch.detection.dataset_checks import (
     DatasetFormatError,
     DatasetNotFoundError,
     SafeDatasetMapper,

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from swin_scratch.checkpoint_io import CheckpointError, atomic_write_bytes
-from swin_scratch.detection.checkpoint import SwinCheckpointer
+from swin_scratch.weights.files import CheckpointError, atomic_write_bytes
+from swin_scratch.detection.checkpointer import SwinCheckpointer
 
 
 def _checkpointer(save_dir: Path, value: float) -> SwinCheckpointer:
@@ -40,7 +40,7 @@ KILL_MID_SAVE = textwrap.dedent(
     """
     import os, sys, torch
     from torch import nn
-    from swin_scratch.detection.checkpoint import SwinCheckpointer
+    from swin_scratch.detection.checkpointer import SwinCheckpointer
     model = nn.Linear(3, 2)
     with torch.no_grad():
         model.weight.fill_(2.0)
@@ -156,7 +156,7 @@ FULL_DISK_SAVE = textwrap.dedent(
     """
     import resource, sys
     from torch import nn
-    from swin_scratch.detection.checkpoint import SwinCheckpointer
+    from swin_scratch.detection.checkpointer import SwinCheckpointer
     checkpointer = SwinCheckpointer(nn.Linear(1000, 1000), save_dir=sys.argv[1])
     resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # the 4 MB checkpoint cannot fit
     checkpointer.save("model_0000199")

@@ -1,4 +1,4 @@
-"""Own COCO-format files become detectron2 datasets from config keys alone (swin_scratch.data.coco_json)."""
+"""Own COCO-format files become detectron2 datasets from config keys alone (swin_scratch.detection.datasets)."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,10 @@ import pytest
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from swin_scratch.data.coco_json import dataset_name_for, register_coco_json, use_coco_json_datasets
+from swin_scratch.coco.categories import dataset_name_for
+from swin_scratch.detection.datasets import register_coco_json, use_coco_json_datasets
 from swin_scratch.detection.config import ConfigError, get_swin_cfg
-from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
+from swin_scratch.detection.dataset_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 
 from own_data_helpers import CATEGORIES, CLASS_NAMES, TRAIN_IMAGE_IDS, unregister_new_datasets, write_own_dataset  # noqa: F401
 
@@ -36,7 +37,7 @@ def test_same_name_from_other_files_gets_a_suffix_and_the_same_files_keep_their_
 
 
 def test_builtin_dataset_names_are_never_taken_over(tmp_path, unregister_new_datasets):
-    from swin_scratch.data import register_shapes_datasets
+    from swin_scratch.detection.datasets import register_shapes_datasets
 
     register_shapes_datasets(None)
     root = tmp_path / "shapes"

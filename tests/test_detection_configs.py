@@ -92,7 +92,7 @@ def test_coco_configs_keep_two_images_per_process_like_the_official_eight_gpu_re
 
 
 def test_a_hand_set_batch_that_cannot_be_scaled_is_used_as_given_with_one_notice(capsys):
-    from swin_scratch.detection.train import keep_batch_as_given_if_not_scalable
+    from swin_scratch.engine.train import keep_batch_as_given_if_not_scalable
 
     cfg = get_swin_cfg("swin_coco.yaml", ["SOLVER.IMS_PER_BATCH", "2"])
     keep_batch_as_given_if_not_scalable(cfg)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from shapes_helpers import REPO, make_tiny_shapes, train_net_command
-from swin_scratch.checkpoint_io import read_checkpoint
+from swin_scratch.weights.files import read_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 EVERY_RANK_REPORTS = """
 import os, sys, torch
 from detectron2.utils import comm
-import swin_scratch.detection.trainer as trainer_module
+import swin_scratch.engine.trainer as trainer_module
 
 original_train = trainer_module.Trainer.train
 
@@ -40,7 +40,7 @@ def train_and_report(self):
 trainer_module.Trainer.train = train_and_report
 
 if __name__ == "__main__":
-    from swin_scratch.detection.train import main
+    from swin_scratch.engine.train import main
 
     sys.exit(main(sys.argv[1:]))
 """

@@ -18,7 +18,8 @@ from swin_scratch.evaluation import (
     format_summary,
     write_report,
 )
-from swin_scratch.evaluation.benchmark import jittered_detections, make_synthetic_coco, max_summary_difference
+from swin_scratch.benchmark.coco_eval import max_summary_difference
+from swin_scratch.coco.synthetic import jittered_detections, make_synthetic_coco
 
 
 def _box_annotation(ann_id: int, image_id: int, category_id: int, x: float, y: float, w: float, h: float) -> dict:
@@ -306,7 +307,7 @@ def _outputs_equal_to_ground_truth(dataset_dicts):
 def test_swin_coco_evaluator_scores_ground_truth_outputs_100_and_writes_the_report(tmp_path):
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from swin_scratch.evaluation import SwinCOCOEvaluator
+    from swin_scratch.detection.evaluator import SwinCOCOEvaluator
 
     name = f"swin_eval_tiny_{tmp_path.name}"
     _register_tiny_dataset(tmp_path, name)
@@ -338,7 +339,7 @@ def test_swin_coco_evaluator_without_predictions_reports_nan_instead_of_crashing
     from detectron2.data import DatasetCatalog, MetadataCatalog
     from detectron2.structures import Boxes, Instances
 
-    from swin_scratch.evaluation import SwinCOCOEvaluator
+    from swin_scratch.detection.evaluator import SwinCOCOEvaluator
 
     name = f"swin_eval_empty_{tmp_path.name}"
     _register_tiny_dataset(tmp_path, name)

@@ -4,16 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swin_scratch.models.generation import (
+from swin_scratch.text.generation import (
     T5_SUMMARIZATION,
     GenerationConfig,
     banned_ngram_tokens,
     generate,
     with_overrides,
 )
-from swin_scratch.models.lstm_seq2seq import LSTMSeq2Seq
-from swin_scratch.models.steppers import LSTMStepper, TransformerStepper
-from swin_scratch.models.transformer import Transformer
+from swin_scratch.text.lstm_seq2seq import LSTMSeq2Seq
+from swin_scratch.text.steppers import LSTMStepper, TransformerStepper
+from swin_scratch.text.transformer import Transformer
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,10 @@ def test_swin_scratch_has_no_import_cycles():
 
 def test_the_graph_sees_every_subpackage():
     graph = import_graph(PACKAGE)
-    for module in ("swin_scratch.layers.attention", "swin_scratch.models.transformer", "swin_scratch.data.shapes",
+    for module in ("swin_scratch.layers.attention", "swin_scratch.text.transformer", "swin_scratch.data.shapes",
                    "swin_scratch.evaluation.coco_eval", "swin_scratch.detection.backbone", "swin_scratch.export.cli"):
         assert module in graph
-    assert "swin_scratch.layers.attention" in graph["swin_scratch.models.transformer"]
+    assert "swin_scratch.layers.attention" in graph["swin_scratch.text.transformer"]
 
 
 def test_a_cycle_through_an_import_inside_a_function_is_found(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from swin_scratch.detection.interruptions import StopRequest, resume_command
+from swin_scratch.engine.interruptions import StopRequest, resume_command
 
 
 def test_sigint_and_sigterm_only_raise_the_flag_while_installed_and_handlers_come_back():

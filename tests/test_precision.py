@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from swin_scratch.detection.mixed_precision import MixedPrecisionTrainer, build_step_trainer
+from swin_scratch.engine.mixed_precision import MixedPrecisionTrainer, build_step_trainer
 from swin_scratch.models import swin_tiny
 from swin_scratch.precision import PrecisionError, autocast, check_precision
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from swin_scratch.models.rnn import GRU, LSTM, RNN
+from swin_scratch.text.rnn import GRU, LSTM, RNN
 
 PAIRS = [(RNN, nn.RNN), (LSTM, nn.LSTM), (GRU, nn.GRU)]
 

@@ -136,7 +136,7 @@ def test_mask_to_polygons_round_trips_a_notched_square_with_two_pieces():
 def test_registered_shapes_val_returns_dicts_with_annotations(dataset):
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from swin_scratch.data import register_shapes_datasets
+    from swin_scratch.detection.datasets import register_shapes_datasets
 
     assert register_shapes_datasets(dataset) == ["shapes_train", "shapes_val"]
     register_shapes_datasets(dataset)  # again: no "already registered" error
@@ -151,7 +151,7 @@ def test_registered_shapes_val_returns_dicts_with_annotations(dataset):
 def test_registering_another_root_repoints_the_names(dataset, tmp_path):
     from detectron2.data import MetadataCatalog
 
-    from swin_scratch.data import register_shapes_datasets
+    from swin_scratch.detection.datasets import register_shapes_datasets
 
     register_shapes_datasets(tmp_path / "elsewhere")
     assert MetadataCatalog.get("shapes_train").image_root == str(tmp_path / "elsewhere" / "train")

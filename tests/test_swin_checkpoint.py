@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.weights.files import CheckpointError
 from swin_scratch.models import SwinTransformer, load_swin_checkpoint
-from swin_scratch.models.swin_checkpoint import resize_relative_position_bias_table
+from swin_scratch.weights.swin import resize_relative_position_bias_table
 
 TINY = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), drop_path_rate=0.0)
 
@@ -121,7 +121,7 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
 def test_convert_tool_output_loads_into_the_detectron2_model_and_reproduces_features(tmp_path):
     from detectron2.modeling import build_model
 
-    from swin_scratch.detection.checkpoint import SwinCheckpointer
+    from swin_scratch.detection.checkpointer import SwinCheckpointer
     from swin_scratch.detection.config import get_swin_cfg
     from swin_scratch.detection.backbone import swin_module
     from swin_scratch.detection.convert import convert_swin_checkpoint

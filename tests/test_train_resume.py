@@ -126,8 +126,8 @@ def test_sigkilled_training_resumes_bit_identical_to_an_uninterrupted_run(shapes
 
 SECOND_SIGNAL_DURING_SAVE = """
 import os, signal, sys
-import swin_scratch.detection.checkpoint as checkpoint_module
-import swin_scratch.detection.interruptions as interruptions
+import swin_scratch.detection.checkpointer as checkpoint_module
+import swin_scratch.engine.interruptions as interruptions
 
 signals_seen = []
 real_handle = interruptions.StopRequest._handle
@@ -149,7 +149,7 @@ interruptions.StopRequest._handle = counting_handle
 checkpoint_module.atomic_write_bytes = write_with_a_second_signal
 
 if __name__ == "__main__":
-    from swin_scratch.detection.train import main
+    from swin_scratch.engine.train import main
     status = main(sys.argv[1:])
     assert len(signals_seen) == 2, signals_seen
     sys.exit(status)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from swin_scratch.models.bert import bert_base, bert_large, bert_parameter_breakdown
-from swin_scratch.models.transformer import (
+from swin_scratch.text.bert import bert_base, bert_large, bert_parameter_breakdown
+from swin_scratch.text.transformer import (
     SinusoidalPositionalEncoding,
     TransformerDecoderLayer,
     TransformerEncoderLayer,

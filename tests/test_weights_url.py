@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from shapes_helpers import REPO, TINY_TRAINING_OVERRIDES, make_tiny_shapes
-from swin_scratch.checkpoint_io import CheckpointError, cached_path_for_url, download_weights, read_checkpoint
+from swin_scratch.weights.files import CheckpointError, cached_path_for_url, download_weights, read_checkpoint
 from swin_scratch.models import SwinTransformer, load_swin_checkpoint
 
 OFFICIAL_RELEASE = "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"
@@ -184,7 +184,7 @@ def mmdet_coco_checkpoint(model) -> dict:
 def test_an_official_mmdet_coco_checkpoint_url_evaluates_with_every_head_loaded(cache, tmp_path):
     from detectron2.modeling import build_model
 
-    from swin_scratch.detection.checkpoint import SwinCheckpointer
+    from swin_scratch.detection.checkpointer import SwinCheckpointer
     from swin_scratch.detection.config import get_swin_cfg
 
     overrides = [*TINY_TRAINING_OVERRIDES, "MODEL.WEIGHTS", ""]
@@ -217,7 +217,7 @@ def test_an_official_mmdet_coco_checkpoint_url_evaluates_with_every_head_loaded(
 
 def test_training_a_real_dataset_from_random_init_says_so_in_one_warning_line(capsys):
     from swin_scratch.detection.config import get_swin_cfg
-    from swin_scratch.detection.train import warn_if_training_from_scratch
+    from swin_scratch.engine.train import warn_if_training_from_scratch
 
     warn_if_training_from_scratch(get_swin_cfg("swin_coco.yaml", ["MODEL.WEIGHTS", ""]))
     warning = capsys.readouterr().err.strip().splitlines()

@@ -11,7 +11,7 @@ then saved under the key prefix of that detectron2 model.
 import argparse
 import sys
 
-from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.weights.files import CheckpointError
 from swin_scratch.detection.config import ConfigError, get_swin_cfg
 from swin_scratch.detection.convert import convert_swin_checkpoint
 

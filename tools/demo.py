@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.weights.files import CheckpointError
 from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.precision import PrecisionError, autocast, device_type_of
 from swin_scratch.visualization.predictions import (

@@ -60,8 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise EvaluationInputError("give the ground truth: --gt instances.json, or --dataset NAME")
             with warnings.catch_warnings():  # detectron2's import warns about torch deprecations
                 warnings.simplefilter("ignore", FutureWarning)
-                from swin_scratch.evaluation import dataset_ground_truth
+                from swin_scratch.detection.datasets import register_shapes_datasets
+                from swin_scratch.detection.evaluator import dataset_ground_truth
 
+            register_shapes_datasets()  # the built-in datasets are known by name, as in training
             ground_truth = dataset_ground_truth(dataset_name, search_dir=results_file.parent)
         output = Path(args.output) if args.output else results_file.parent / "coco_eval"
         print(f"ground truth: {ground_truth}\nresults:      {results_file}")

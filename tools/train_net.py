@@ -7,7 +7,7 @@
 """
 import sys
 
-from swin_scratch.detection.train import main
+from swin_scratch.engine.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,21 +30,21 @@ BRIDGES = (
         "comm.get_local_rank() needs a process group of the ranks on this machine; upstream creates it with "
         "comm.create_local_process_group, v0.6 expects the launcher to set comm._LOCAL_PROCESS_GROUP",
         "v0.6: builds the groups itself; upstream main: calls comm.create_local_process_group",
-        "swin_scratch/detection/launch.py",
+        "swin_scratch/engine/launch.py",
     ),
     Bridge(
         "replace_data_loader",
         "a resumed run swaps in a loader that starts at the resumed iteration; v0.6's SimpleTrainer keeps an "
         "eager _data_loader_iter, upstream creates _data_loader_iter_obj lazily behind a property",
         "v0.6: sets _data_loader_iter; upstream main: resets _data_loader_iter_obj",
-        "swin_scratch/detection/trainer.py (Trainer.resume_or_load)",
+        "swin_scratch/engine/trainer.py (Trainer.resume_or_load)",
     ),
     Bridge(
         "save_inner_trainer_state / load_inner_trainer_state",
         "v0.6's DefaultTrainer does not checkpoint its inner SimpleTrainer (optimizer state), so a resumed run "
         "would restart AdamW with empty moments; upstream main saves and loads it as '_trainer'",
         "v0.6: adds and loads '_trainer'; upstream main: detectron2 does it, the bridge does nothing",
-        "swin_scratch/detection/trainer.py (Trainer.state_dict / load_state_dict)",
+        "swin_scratch/engine/trainer.py (Trainer.state_dict / load_state_dict)",
     ),
 )
 

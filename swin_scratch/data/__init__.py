@@ -1,8 +1,7 @@
-"""The built-in demo data: a generated COCO-format "shapes" dataset and its detectron2 registration.
+"""The built-in demo data: a generated COCO-format "shapes" dataset and where datasets live on disk.
 
-``generate_shapes_dataset`` needs only numpy/OpenCV; ``register_shapes_datasets`` imports detectron2.
+Needs only numpy/OpenCV; its detectron2 registration is :mod:`swin_scratch.detection.datasets`.
 """
-from .datasets import SHAPES_DATASETS, register_shapes_datasets
 from .paths import datasets_root, default_shapes_root
 from .shapes import (
     CATEGORIES,
@@ -22,7 +21,6 @@ __all__ = [
     "CLASS_COLORS",
     "CLASS_NAMES",
     "GenerationResult",
-    "SHAPES_DATASETS",
     "ShapesConfig",
     "ShapesDatasetError",
     "datasets_root",
@@ -31,5 +29,4 @@ __all__ = [
     "generate_shapes_dataset",
     "is_complete",
     "mask_to_polygons",
-    "register_shapes_datasets",
 ]

@@ -119,3 +119,13 @@ def swin_module(model: nn.Module) -> SwinTransformer | None:
         if isinstance(module, SwinTransformer):
             return module
     return None
+
+
+def swin_key_prefix(model: nn.Module) -> str:
+    """Where the Swin weights live in ``model``'s state dict, e.g. ``backbone.bottom_up.swin.`` in a
+    detector, ``bottom_up.swin.`` in a bare FPN backbone; the one place that finds it."""
+    swin = swin_module(model)
+    for name, module in model.named_modules():
+        if module is swin:
+            return f"{name}." if name else ""
+    raise ValueError("the model contains no SwinTransformer")

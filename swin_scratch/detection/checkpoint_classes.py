@@ -7,8 +7,14 @@ right heads and label its pictures with your names, with no extra option.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
+
+from detectron2.data import MetadataCatalog
+
+from swin_scratch.detection.datasets import set_num_classes
+from swin_scratch.weights.files import read_checkpoint
 
 CHECKPOINT_KEY = "dataset_classes"
 
@@ -24,8 +30,6 @@ class TrainingClasses:
         self.dataset_name = dataset_name
 
     def state_dict(self) -> dict[str, Any]:
-        from detectron2.data import MetadataCatalog
-
         metadata = MetadataCatalog.get(self.dataset_name)
         state: dict[str, Any] = {"dataset": self.dataset_name,
                                  "thing_classes": list(getattr(metadata, "thing_classes", []))}
@@ -39,10 +43,19 @@ class TrainingClasses:
 
 
 def classes_in_checkpoint(path_or_url: str | os.PathLike) -> dict[str, Any] | None:
-    """The :class:`TrainingClasses` state saved in a checkpoint, or None (older files, other sources)."""
-    from swin_scratch.checkpoint_io import read_checkpoint
+    """The :class:`TrainingClasses` state saved in a checkpoint, or None (older files, other sources).
 
-    state = read_checkpoint(path_or_url).get(CHECKPOINT_KEY)
+    A tool asks twice (to size the heads, then to label pictures): a file unchanged since it was
+    read is not read again.
+    """
+    path = str(path_or_url)
+    stat = os.stat(path) if os.path.isfile(path) else None
+    return _read_classes(path, (stat.st_mtime_ns, stat.st_size) if stat else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_classes(path: str, version: tuple[int, int] | None) -> dict[str, Any] | None:
+    state = read_checkpoint(path).get(CHECKPOINT_KEY)
     if isinstance(state, dict) and state.get("thing_classes"):
         return state
     return None
@@ -51,8 +64,6 @@ def classes_in_checkpoint(path_or_url: str | os.PathLike) -> dict[str, Any] | No
 def use_checkpoint_classes(cfg: Any, weights: str | os.PathLike) -> dict[str, Any] | None:
     """Set an unfrozen ``cfg``'s NUM_CLASSES from the classes saved in ``weights`` (a notice if it
     changes); returns them, or None when the checkpoint has none."""
-    from swin_scratch.data.coco_json import set_num_classes
-
     stored = classes_in_checkpoint(weights)
     if stored:
         set_num_classes(cfg, stored["thing_classes"], f"the checkpoint {weights}")

@@ -32,7 +32,7 @@ def add_swin_config(cfg: CN) -> None:
     cfg.MODEL.SWIN.COMPILE_BACKEND = "inductor"  # torch.compile backend; "aot_eager" traces without codegen
 
     # Mixed precision: SOLVER.AMP.ENABLED (detectron2's key) trains under autocast(SOLVER.AMP.PRECISION):
-    # "bf16" on CPU or GPU, "fp16" on GPU only (with a grad scaler). See swin_scratch/detection/mixed_precision.py.
+    # "bf16" on CPU or GPU, "fp16" on GPU only (with a grad scaler). See swin_scratch/engine/mixed_precision.py.
     cfg.SOLVER.AMP.PRECISION = "bf16"
     # Inference precision of --eval-only: "fp32", "bf16" (CPU or GPU) or "fp16" (GPU)
     cfg.TEST.PRECISION = "fp32"
@@ -60,7 +60,7 @@ def add_swin_config(cfg: CN) -> None:
 
     # Datasets: where tools/train_net.py looks; shapes_* are the built-in demo datasets
     cfg.DATASETS.SHAPES_ROOT = ""  # "" = $DETECTRON2_DATASETS/shapes or ./datasets/shapes
-    # Your own COCO-format data, no code (swin_scratch.data.coco_json; same as --train-json etc.):
+    # Your own COCO-format data, no code (swin_scratch.detection.datasets; same as --train-json etc.):
     # a set TRAIN_JSON / TEST_JSON is registered with detectron2 under a name derived from its folder
     # and file name (my/train.json -> "my_train") and replaces DATASETS.TRAIN / DATASETS.TEST;
     # NUM_CLASSES (ROI heads and RetinaNet) comes from its categories.

@@ -6,7 +6,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
 
-from swin_scratch.detection.trainer import build_model_for_inference
+from swin_scratch.detection.checkpointer import build_model_for_inference
 
 
 class SwinPredictor(DefaultPredictor):

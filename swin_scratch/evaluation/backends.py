@@ -10,7 +10,7 @@ import contextlib
 import io
 from typing import Any, Sequence
 
-from .inputs import EvaluationInputError
+from swin_scratch.coco.inputs import EvaluationInputError
 
 BACKENDS = ("pycocotools", "faster")
 

@@ -1,6 +1,6 @@
 """COCO evaluation of saved results: 12-number summary, per-category AP table, JSON/CSV/PNG report.
 
-One code path for ``tools/evaluate.py`` and for :class:`~.d2_evaluator.SwinCOCOEvaluator` (what
+One code path for ``tools/evaluate.py`` and for :class:`swin_scratch.detection.evaluator.SwinCOCOEvaluator` (what
 ``tools/train_net.py`` evaluates with), so the numbers in both are computed the same way.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .backends import check_backend, is_backend_coco, load_coco_gt, run_cocoeval
-from .inputs import (
+from swin_scratch.coco.inputs import (
     EvaluationInputError,
     infer_iou_types,
     load_results,

@@ -58,23 +58,20 @@ def _load_image(path: str | None, cfg) -> torch.Tensor:
 
 
 def main(argv=None) -> int:
-    from swin_scratch.checkpoint_io import CheckpointError
-    from swin_scratch.detection.checkpoint_classes import use_checkpoint_classes
-    from swin_scratch.detection.config import ConfigError, get_swin_cfg
-    from swin_scratch.detection.device import resolve_device
-    from swin_scratch.detection.trainer import build_model_for_inference
+    from swin_scratch.coco.errors import DatasetFormatError, DatasetNotFoundError
     from swin_scratch.detection.backbone import swin_module
+    from swin_scratch.detection.checkpointer import build_model_for_inference
+    from swin_scratch.detection.config import ConfigError
+    from swin_scratch.detection.tool_config import tool_config
+    from swin_scratch.weights.files import CheckpointError
     from swin_scratch.export.backbone import ExportError, export_backbone, verify_backbone
     from swin_scratch.export.detector import export_detector, verify_detector
 
     args = _parser().parse_args(argv)
     suffix = ".onnx" if args.format == "onnx" else ".ts"
     try:
-        cfg = get_swin_cfg(args.config, ["MODEL.WEIGHTS", args.weights, *args.opts])
-        resolve_device(cfg)  # one warning line when MODEL.DEVICE names a GPU this machine lacks
+        cfg = tool_config(args.config, args.opts, weights=args.weights)
         cfg.MODEL.DEVICE = "cpu"  # exports are traced and verified on the CPU (see _parser's description)
-        if args.weights:
-            use_checkpoint_classes(cfg, args.weights)  # a model trained on your own data: its NUM_CLASSES
         model = build_model_for_inference(cfg)
         if args.part == "backbone":
             swin = swin_module(model).eval()
@@ -94,7 +91,7 @@ def main(argv=None) -> int:
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (ConfigError, CheckpointError, ValueError) as err:
+    except (ConfigError, CheckpointError, DatasetFormatError, DatasetNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from swin_scratch.checkpoint_io import atomic_write_bytes, read_checkpoint
+from swin_scratch.weights.files import atomic_write_bytes, read_checkpoint
 from swin_scratch.export.runner import ExportError, export_format, run_exported, write_export
 
 

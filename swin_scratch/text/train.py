@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from swin_scratch.models.generation import GenerationConfig, generate
-from swin_scratch.models.lstm_seq2seq import LSTMSeq2Seq
-from swin_scratch.models.steppers import stepper_for
-from swin_scratch.models.transformer import Transformer
+from swin_scratch.text.generation import GenerationConfig, generate
+from swin_scratch.text.lstm_seq2seq import LSTMSeq2Seq
+from swin_scratch.text.steppers import stepper_for
+from swin_scratch.text.transformer import Transformer
 from swin_scratch.text.task import BOS, EOS, PAD, VOCAB_SIZE, batch_tensors, make_split, target_of
 
 

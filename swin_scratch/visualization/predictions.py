@@ -107,13 +107,11 @@ def load_inference_setup(config_file: str, weights: str, overrides: Sequence[str
     checkpoint by training (which also set NUM_CLASSES: a model trained on your own data runs with
     the config it was trained from), the config's first test dataset (``DATASETS.TEST_JSON`` works).
     """
-    from swin_scratch.checkpoint_io import is_url
-    from swin_scratch.data import register_shapes_datasets
-    from swin_scratch.data.coco_json import use_coco_json_datasets
-    from swin_scratch.detection.checkpoint_classes import use_checkpoint_classes
-    from swin_scratch.detection.config import ConfigError, get_swin_cfg
-    from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError
-    from swin_scratch.detection.device import use_available_device
+    from swin_scratch.coco.errors import DatasetFormatError, DatasetNotFoundError
+    from swin_scratch.detection.checkpoint_classes import classes_in_checkpoint
+    from swin_scratch.detection.config import ConfigError
+    from swin_scratch.detection.tool_config import tool_config
+    from swin_scratch.weights.files import is_url
 
     overrides = list(overrides)
     if len(overrides) % 2:
@@ -121,14 +119,10 @@ def load_inference_setup(config_file: str, weights: str, overrides: Sequence[str
     if not is_url(weights) and not Path(weights).is_file():
         raise DemoConfigError(f"weights not found: {weights} (make demo writes output/swin_shapes/model_final.pth)")
     try:
-        cfg = get_swin_cfg(config_file, overrides)
-        register_shapes_datasets(cfg.DATASETS.SHAPES_ROOT or None)
-        use_coco_json_datasets(cfg)
+        cfg = tool_config(config_file, overrides, weights=weights)
     except (ConfigError, DatasetFormatError, DatasetNotFoundError) as err:
         raise DemoConfigError(str(err)) from None
-    cfg.MODEL.WEIGHTS = str(weights)
-    use_available_device(cfg)
-    stored = use_checkpoint_classes(cfg, weights)
+    stored = classes_in_checkpoint(weights)
     cfg.freeze()
     return InferenceSetup(cfg, _class_metadata(cfg, dataset, stored, weights))
 

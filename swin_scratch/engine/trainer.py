@@ -15,18 +15,18 @@ from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.weights.files import CheckpointError
 from swin_scratch.compat.bridges import load_inner_trainer_state, replace_data_loader, save_inner_trainer_state
-from swin_scratch.detection.mixed_precision import build_step_trainer
+from swin_scratch.engine.mixed_precision import build_step_trainer
 from swin_scratch.detection.augmentation import build_train_augmentation
-from swin_scratch.detection.checkpoint import SwinCheckpointer
-from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
-from swin_scratch.detection.interruptions import (
+from swin_scratch.detection.checkpointer import SwinCheckpointer
+from swin_scratch.detection.dataset_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
+from swin_scratch.engine.interruptions import (
     StopOnSignal, StopRequest, TrainingStopped, is_lost_peer_error, lost_rank_error, resume_command,
 )
 from swin_scratch.detection.optimizer import build_swin_optimizer
-from swin_scratch.detection.rng import preserved_global_rngs, rng_state, set_rng_state
-from swin_scratch.detection.train_loader import build_resumable_train_loader
+from swin_scratch.engine.rng import preserved_global_rngs, rng_state, set_rng_state
+from swin_scratch.engine.train_loader import build_resumable_train_loader
 
 logger = logging.getLogger("swin_scratch")
 
@@ -59,7 +59,7 @@ class Trainer(DefaultTrainer):
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self._data_seed)
         model = create_ddp_model(model, broadcast_buffers=False, **ddp_device_ids(cfg))
-        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # AMP on CPU too (detection/mixed_precision.py)
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # AMP on CPU too (engine/mixed_precision.py)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SwinCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
@@ -134,7 +134,7 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: str | None = None):
-        from swin_scratch.evaluation import SwinCOCOEvaluator
+        from swin_scratch.detection.evaluator import SwinCOCOEvaluator
 
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return DatasetEvaluators([SwinCOCOEvaluator(dataset_name, output_dir=output_folder)])
@@ -163,11 +163,3 @@ class Trainer(DefaultTrainer):
             f"({str(err).splitlines()[0]}). Last good checkpoint: {last or 'none written yet'}; "
             "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS, then resume with --resume."
         )
-
-
-def build_model_for_inference(cfg):
-    """A model in eval mode with ``MODEL.WEIGHTS`` loaded (through the Swin-aware checkpointer)."""
-    model = Trainer.build_model(cfg)
-    SwinCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
-    model.eval()
-    return model

@@ -1,4 +1,4 @@
-"""detectron2's checkpointer on the project's one reader/writer (:mod:`swin_scratch.checkpoint_io`).
+"""detectron2's checkpointer on the project's one reader/writer (:mod:`swin_scratch.weights.files`).
 
 Saves never leave a half-written file; ``MODEL.WEIGHTS`` may be a path or an ``http(s)://`` URL, and
 may name official Swin weights (ImageNet or mmdet COCO layouts), which are translated on load.
@@ -14,12 +14,19 @@ from typing import Any, Optional
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import DefaultTrainer
 from detectron2.utils import comm
 
-from swin_scratch.checkpoint_io import CheckpointError, atomic_write_bytes, local_weights_path, read_checkpoint
-from swin_scratch.detection.backbone import swin_module
-from swin_scratch.detection.mmdet_weights import is_mmdet_detector, mmdet_heads_to_detectron2
-from swin_scratch.models.swin_checkpoint import load_swin_checkpoint, resize_relative_position_bias_table
+from swin_scratch.detection.backbone import swin_key_prefix, swin_module
+from swin_scratch.weights.files import CheckpointError, atomic_write_bytes, local_weights_path, read_checkpoint
+from swin_scratch.weights.mmdet import is_mmdet_detector, mmdet_heads_to_detectron2
+from swin_scratch.weights.swin import (
+    bias_table_window,
+    load_swin_checkpoint,
+    looks_like_official_swin,
+    resize_relative_position_bias_table,
+    variant_mismatch_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +43,6 @@ def write_failure_cause(err: BaseException) -> str:
             return f"{cause.strerror} (errno {cause.errno})"
         cause = cause.__cause__ or cause.__context__
     return (str(err).splitlines() or [type(err).__name__])[0][:200]
-
-
-def looks_like_official_swin(state_dict: dict[str, Any]) -> bool:
-    """True for microsoft/Swin-Transformer (``layers.0.blocks...``) or mmdet (``backbone.layers...``) layouts."""
-    return any(key.startswith(("layers.0.blocks.", "backbone.layers.0.blocks.")) for key in state_dict)
 
 
 CHECKPOINT_NAME = re.compile(r"^model_(\d+|final)\.pth$")
@@ -169,7 +171,7 @@ class SwinCheckpointer(DetectionCheckpointer):
                 f"{len(unmapped)} mmdet tensors have no detectron2 counterpart and were not loaded: "
                 f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}"
             )
-        prefix = next(f"{name}." for name, module in self.model.named_modules() if module is swin)
+        prefix = swin_key_prefix(self.model)
         weights = {**{prefix + key: value for key, value in swin.state_dict().items()}, **heads}
         return super()._load_model({"model": weights, "__author__": "mmdet", "matching_heuristics": False})
 
@@ -186,11 +188,16 @@ class SwinCheckpointer(DetectionCheckpointer):
             if target is None or shape == tuple(target.shape) or not key.startswith("backbone."):
                 continue
             if key.endswith("relative_position_bias_table") and shape[1:] == tuple(target.shape[1:]):
-                window = (int(round(target.shape[0] ** 0.5)) + 1) // 2
+                window = bias_table_window(target.shape[0])
                 weights[key] = resize_relative_position_bias_table(torch.as_tensor(value), window)
                 self.logger.info(f"resized {key} {shape} -> {tuple(target.shape)} (other window size)")
                 continue
-            raise CheckpointError(
-                f"checkpoint key {key!r} has shape {shape} but the model expects {tuple(target.shape)}: the "
-                "checkpoint is from another backbone variant; use the config it was trained with"
-            )
+            raise variant_mismatch_error(key, shape, target.shape, "use the config it was trained with")
+
+
+def build_model_for_inference(cfg):
+    """A model in eval mode with ``MODEL.WEIGHTS`` loaded (through the Swin-aware checkpointer)."""
+    model = DefaultTrainer.build_model(cfg)
+    SwinCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    model.eval()
+    return model

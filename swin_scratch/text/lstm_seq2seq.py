@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from swin_scratch.models.rnn import LSTM
+from swin_scratch.text.rnn import LSTM
 
 
 class LSTMSeq2Seq(nn.Module):

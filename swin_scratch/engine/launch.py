@@ -25,7 +25,7 @@ import torch.multiprocessing as mp
 from detectron2.utils import comm
 
 from swin_scratch.compat.bridges import create_local_process_group
-from swin_scratch.detection.interruptions import STOP_SIGNALS, LostRankError
+from swin_scratch.engine.interruptions import STOP_SIGNALS, LostRankError
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 # After one process fails, how long the others get to notice and exit before they are terminated.

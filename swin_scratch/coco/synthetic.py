@@ -1,19 +1,12 @@
-"""Synthetic COCO ground truth + jittered detections, and an interleaved timing of the two backends.
+"""Synthetic COCO ground truth and jittered detections: benchmark and test data of any size.
 
 Used by ``tools/benchmark_coco_eval.py`` and by the tests (small sizes) that compare backends.
 """
 from __future__ import annotations
 
 import math
-import statistics
-import time
-from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
-
-from .coco_eval import evaluate_coco_results
-from .result import SUMMARY_NAMES, CocoEvalResult
 
 
 def _octagon(x: float, y: float, w: float, h: float) -> list[float]:
@@ -106,50 +99,3 @@ def jittered_detections(
             add(image_id, int(rng.integers(1, num_categories + 1)), rng.uniform(0, image["width"] - w),
                 rng.uniform(0, image["height"] - h), w, h, float(rng.uniform(0.0, 0.6)))
     return detections
-
-
-@dataclass
-class BackendTiming:
-    """Seconds per full evaluation (validate, index, match, accumulate) of one IoU type."""
-
-    iou_type: str
-    seconds: dict[str, list[float]]  # backend → one entry per repeat
-
-    def median(self, backend: str) -> float:
-        return statistics.median(self.seconds[backend])
-
-
-def max_summary_difference(a: CocoEvalResult, b: CocoEvalResult) -> float:
-    """Largest |difference| of the 12 summary numbers (0-100 scale); NaN on both sides counts as equal."""
-    diffs = [
-        0.0 if (math.isnan(a.summary[n]) and math.isnan(b.summary[n])) else abs(a.summary[n] - b.summary[n])
-        for n in SUMMARY_NAMES
-    ]
-    return max(diffs)
-
-
-def time_backends(
-    dataset: dict,
-    detections: list[dict],
-    iou_types: Sequence[str] = ("bbox", "segm"),
-    backends: Sequence[str] = ("pycocotools", "faster"),
-    repeats: int = 3,
-) -> tuple[list[BackendTiming], dict[str, float]]:
-    """Time each backend on each IoU type, interleaved (A B A B ...) so machine load hits both alike.
-
-    Returns the timings and, per IoU type, the largest summary difference between the backends.
-    """
-    timings = [BackendTiming(iou_type, {backend: [] for backend in backends}) for iou_type in iou_types]
-    last: dict[tuple[str, str], CocoEvalResult] = {}
-    for _ in range(repeats):
-        for timing in timings:
-            for backend in backends:
-                start = time.perf_counter()
-                result = evaluate_coco_results(dataset, detections, [timing.iou_type], backend=backend)
-                timing.seconds[backend].append(time.perf_counter() - start)
-                last[timing.iou_type, backend] = result[timing.iou_type]
-    differences = {
-        iou_type: max(max_summary_difference(last[iou_type, backends[0]], last[iou_type, b]) for b in backends)
-        for iou_type in iou_types
-    }
-    return timings, differences

@@ -1,4 +1,5 @@
-"""Your own COCO-format dataset, trained and evaluated without writing code.
+"""The datasets a config can name, registered with detectron2: the built-in shapes splits and your
+own COCO-format files.
 
 ``DATASETS.TRAIN_JSON`` / ``DATASETS.TEST_JSON`` (``tools/train_net.py --train-json / --test-json``)
 name COCO instances files. :func:`use_coco_json_datasets` registers each with detectron2 (so its
@@ -7,22 +8,72 @@ points ``DATASETS.TRAIN`` / ``DATASETS.TEST`` at those names and sets ``NUM_CLAS
 categories. Category ids may be any integers (3, 17, 90): detectron2 maps them, sorted, to class
 indices 0..K-1, and the evaluator maps predictions back to the dataset's ids.
 
-Every function here is idempotent on a config it already applied to, so the launching process can
-apply it (printing its notices) and each worker process can apply it again silently.
+Registration is per process and idempotent: the launching process applies it (printing its
+notices) and each worker process applies it again silently.
 """
 from __future__ import annotations
 
 import os
-import re
 import sys
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+
+from swin_scratch.coco.categories import Categories, dataset_name_for, read_categories
+from swin_scratch.coco.errors import DatasetFormatError
+from swin_scratch.data.paths import default_shapes_root
+from swin_scratch.data.shapes import CLASS_COLORS, CLASS_NAMES, SPLITS, annotation_path, image_dir
+from swin_scratch.detection.config import ConfigError
 
 # The head whose NUM_CLASSES a meta-architecture reads; all others use the ROI heads'.
 NUM_CLASSES_HEAD = {"RetinaNet": "RETINANET"}
 NOTICE_MAX_NAMES = 8
+
+
+def _registered_with_files(name: str, json_file: str, image_root: str) -> bool:
+    metadata = MetadataCatalog.get(name)
+    return getattr(metadata, "json_file", None) == json_file and getattr(metadata, "image_root", None) == image_root
+
+
+def register_coco_dataset(name: str, json_file: str, image_root: str, refresh: bool = False, **metadata: Any) -> None:
+    """Register a COCO instances file under ``name`` with ``metadata``: the one registration path.
+
+    A name already registered for the same files is kept (``refresh=True`` registers it afresh); a name
+    registered for other files is re-pointed (tests use temporary roots), so callers never check first.
+    """
+    if name in DatasetCatalog.list():
+        if _registered_with_files(name, json_file, image_root) and not refresh:
+            return
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    register_coco_instances(name, {}, json_file, image_root)
+    MetadataCatalog.get(name).set(**metadata)
+
+
+SHAPES_DATASETS: dict[str, str] = {f"shapes_{split}": split for split in SPLITS}  # name -> split
+
+
+def register_shapes_datasets(root: str | os.PathLike | None = None) -> list[str]:
+    """Register ``shapes_train`` / ``shapes_val`` (COCO format) under ``root`` (default: :func:`default_shapes_root`).
+
+    Registering again is a no-op for the same root and re-points the names for another root
+    (tests use temporary roots), so callers never need to check first. The files need not exist
+    yet; class names and colors are set now, so a Visualizer can label predictions without loading
+    the annotations. Returns the registered names.
+    """
+    root = Path(root) if root is not None else default_shapes_root()
+    for name, split in SHAPES_DATASETS.items():
+        register_coco_dataset(
+            name, str(annotation_path(root, split)), str(image_dir(root, split)),
+            thing_classes=list(CLASS_NAMES),
+            thing_colors=[list(color) for color in CLASS_COLORS],
+            thing_dataset_id_to_contiguous_id={index + 1: index for index in range(len(CLASS_NAMES))},
+        )
+    return list(SHAPES_DATASETS)
 
 
 @dataclass(frozen=True)
@@ -32,59 +83,17 @@ class CocoJsonDataset:
     name: str
     json_file: str
     image_root: str
-    categories: tuple[tuple[int, str], ...]  # (dataset category id, name), sorted by id as detectron2 does
+    categories: Categories
 
     @property
     def class_names(self) -> list[str]:
         return [name for _, name in self.categories]
 
 
-def dataset_name_for(json_file: str | os.PathLike) -> str:
-    """``<folder>_<stem>`` of the JSON file, e.g. ``my/train.json`` -> ``my_train`` (a valid, readable name)."""
-    path = os.path.abspath(json_file)
-    folder = os.path.basename(os.path.dirname(path))
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return re.sub(r"[^0-9A-Za-z]+", "_", f"{folder}_{stem}").strip("_") or "coco_json"
-
-
-def read_categories(json_file: str, key: str) -> tuple[tuple[int, str], ...]:
-    """The (id, name) categories of a COCO file, sorted by id; one clear error naming ``key`` and the file."""
-    from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError
-    from swin_scratch.evaluation.inputs import EvaluationInputError, read_json
-
-    if not os.path.isfile(json_file):
-        raise DatasetNotFoundError(f"{key}: annotation file {json_file} does not exist; check the path")
-    try:
-        data = read_json(json_file, "annotation")
-    except EvaluationInputError as err:
-        raise DatasetFormatError(f"{key}: {err}") from None
-    categories = data.get("categories") if isinstance(data, dict) else None
-    if not isinstance(categories, list) or not categories:
-        raise DatasetFormatError(
-            f"{key}: {json_file} has no 'categories' list; a COCO instances file names its classes there, "
-            'e.g. "categories": [{"id": 1, "name": "cat"}]'
-        )
-    pairs = []
-    for index, category in enumerate(categories):
-        if not isinstance(category, dict) or not isinstance(category.get("id"), int) or "name" not in category:
-            raise DatasetFormatError(f"{key}: {json_file}: categories[{index}] needs an integer 'id' and a 'name'")
-        pairs.append((category["id"], str(category["name"])))
-    ids = [category_id for category_id, _ in pairs]
-    if len(set(ids)) != len(ids):
-        duplicated = sorted({i for i in ids if ids.count(i) > 1})
-        raise DatasetFormatError(f"{key}: {json_file}: category id {duplicated[0]} appears more than once")
-    return tuple(sorted(pairs))
-
-
 def _name_for_files(base: str, json_file: str, image_root: str) -> str:
     """``base``, or ``base_2``, ``base_3``... if a dataset of other files already has that name."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     candidate, number = base, 1
-    while candidate in DatasetCatalog.list():
-        metadata = MetadataCatalog.get(candidate)
-        if getattr(metadata, "json_file", None) == json_file and getattr(metadata, "image_root", None) == image_root:
-            return candidate
+    while candidate in DatasetCatalog.list() and not _registered_with_files(candidate, json_file, image_root):
         number += 1
         candidate = f"{base}_{number}"
     return candidate
@@ -97,18 +106,13 @@ def register_coco_json(json_file: str, image_root: str = "", key: str = "DATASET
     NUM_CLASSES and the evaluator see them before any image is read. ``key`` names the config key
     in error messages.
     """
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-    from detectron2.data.datasets import register_coco_instances
-
     json_file = os.path.abspath(json_file)
     image_root = os.path.abspath(image_root or os.path.dirname(json_file))
     categories = read_categories(json_file, key)
     name = _name_for_files(dataset_name_for(json_file), json_file, image_root)
-    if name in DatasetCatalog.list():  # same files: register afresh, the categories may have been edited
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    register_coco_instances(name, {}, json_file, image_root)
-    MetadataCatalog.get(name).set(
+    # same files: registered afresh all the same, the categories may have been edited
+    register_coco_dataset(
+        name, json_file, image_root, refresh=True,
         thing_classes=[class_name for _, class_name in categories],
         thing_dataset_id_to_contiguous_id={category_id: index for index, (category_id, _) in enumerate(categories)},
         config_key=key,
@@ -129,8 +133,6 @@ def set_num_classes(cfg: CfgNode, class_names: Sequence[str], source: str) -> No
 
 
 def _register_split(cfg: CfgNode, split: str) -> CocoJsonDataset | None:
-    from swin_scratch.detection.config import ConfigError
-
     json_file, image_root = cfg.DATASETS[f"{split}_JSON"], cfg.DATASETS[f"{split}_IMAGES"]
     if image_root and not json_file:
         raise ConfigError(f"DATASETS.{split}_IMAGES is set ({image_root}) but DATASETS.{split}_JSON is not; "
@@ -139,8 +141,6 @@ def _register_split(cfg: CfgNode, split: str) -> CocoJsonDataset | None:
 
 
 def _check_same_categories(train: CocoJsonDataset, test: CocoJsonDataset) -> None:
-    from swin_scratch.detection.data_checks import DatasetFormatError
-
     if train.categories != test.categories:
         raise DatasetFormatError(
             f"DATASETS.TEST_JSON {test.json_file} has categories {dict(test.categories)} but DATASETS.TRAIN_JSON "
@@ -170,3 +170,9 @@ def use_coco_json_datasets(cfg: CfgNode) -> None:
     source = train or test
     if source:
         set_num_classes(cfg, source.class_names, source.json_file)
+
+
+def register_config_datasets(cfg: CfgNode) -> None:
+    """Register the datasets ``cfg`` can name (built-in shapes, its own COCO JSONs); needed in every process."""
+    register_shapes_datasets(cfg.DATASETS.SHAPES_ROOT or None)
+    use_coco_json_datasets(cfg)

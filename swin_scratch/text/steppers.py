@@ -1,4 +1,4 @@
-"""The two seq2seq models behind :mod:`~swin_scratch.models.generation`'s ``Stepper`` protocol, side by side.
+"""The two seq2seq models behind :mod:`~swin_scratch.text.generation`'s ``Stepper`` protocol, side by side.
 
 A stepper owns what generation keeps between steps (the encoder output, the key/value cache or
 the recurrent state), so that ``generate`` knows nothing about the model it drives.
@@ -9,14 +9,14 @@ from typing import Optional
 
 from torch import Tensor
 
-from swin_scratch.models.lstm_seq2seq import LSTMSeq2Seq
-from swin_scratch.models.transformer import Transformer
+from swin_scratch.text.lstm_seq2seq import LSTMSeq2Seq
+from swin_scratch.text.transformer import Transformer
 
 LSTMState = tuple[Tensor, Tensor]  # (h, c), each (L, B*K, H)
 
 
 class TransformerStepper:
-    """Adapter for :class:`~swin_scratch.models.transformer.Transformer`; ``use_cache`` feeds one
+    """Adapter for :class:`~swin_scratch.text.transformer.Transformer`; ``use_cache`` feeds one
     token per step and keeps keys/values, otherwise the whole prefix is decoded every step."""
 
     def __init__(self, model: Transformer, use_cache: bool = True):
@@ -47,7 +47,7 @@ class TransformerStepper:
 
 
 class LSTMStepper:
-    """Adapter for :class:`~swin_scratch.models.lstm_seq2seq.LSTMSeq2Seq`: the recurrent state is the cache."""
+    """Adapter for :class:`~swin_scratch.text.lstm_seq2seq.LSTMSeq2Seq`: the recurrent state is the cache."""
 
     def __init__(self, model: LSTMSeq2Seq):
         self.model = model

@@ -1,4 +1,4 @@
-"""Load official Swin checkpoints into :class:`SwinTransformer`: the one place foreign weights are translated.
+"""Load Swin checkpoints into a Swin model: the one place foreign Swin weights are translated.
 
 Handles microsoft/Swin-Transformer files (``{"model": ...}``), mmdet/Swin-Transformer-Object-Detection
 files (``{"state_dict": {"backbone.…": …}}``), bare state dicts and ``module.`` prefixes; ignores the
@@ -17,11 +17,31 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from swin_scratch.checkpoint_io import CheckpointError, read_checkpoint
+from swin_scratch.weights.files import CheckpointError, read_checkpoint
 
 logger = logging.getLogger(__name__)
 
 IGNORED_BUFFERS = ("relative_position_index", "attn_mask")
+# where a Swin backbone's keys start in the official layouts (mmdet detectors put it under ``backbone.``)
+OFFICIAL_SWIN_PREFIXES = ("layers.0.blocks.", "backbone.layers.0.blocks.")
+
+
+def looks_like_official_swin(state_dict: Mapping[str, Any]) -> bool:
+    """True for microsoft/Swin-Transformer (``layers.0.blocks...``) or mmdet (``backbone.layers...``) layouts."""
+    return any(key.startswith(OFFICIAL_SWIN_PREFIXES) for key in state_dict)
+
+
+def bias_table_window(table_rows: int) -> int:
+    """The window size M of a relative position bias table with (2M-1)² rows."""
+    return (math.isqrt(table_rows) + 1) // 2
+
+
+def variant_mismatch_error(key: str, found: tuple[int, ...], expected: tuple[int, ...], what: str) -> CheckpointError:
+    """One error for a checkpoint tensor whose shape says it is from another variant; ``what`` says what to do."""
+    return CheckpointError(
+        f"checkpoint key {key!r} has shape {tuple(found)} but the model expects {tuple(expected)}: the checkpoint "
+        f"is from another Swin variant (embed_dim / depths / heads); {what}"
+    )
 
 
 @dataclass
@@ -92,7 +112,7 @@ def _adapt(key: str, value: Tensor, target: Tensor, report: LoadReport) -> Tenso
         return value
     if key.endswith("relative_position_bias_table") and value.shape[1] == target.shape[1]:
         report.resized.append(f"{key} {tuple(value.shape)}->{tuple(target.shape)}")
-        return resize_relative_position_bias_table(value, (math.isqrt(target.shape[0]) + 1) // 2)
+        return resize_relative_position_bias_table(value, bias_table_window(target.shape[0]))
     if key == "absolute_pos_embed" and value.numel() // value.shape[0] % target.shape[-1] == 0:
         resized = resize_absolute_position_embedding(value, target.shape[1])
         if resized.shape == target.shape:
@@ -101,10 +121,7 @@ def _adapt(key: str, value: Tensor, target: Tensor, report: LoadReport) -> Tenso
     if key.startswith("head."):
         report.dropped.append(f"{key} {tuple(value.shape)} (model has {tuple(target.shape)})")
         return None
-    raise CheckpointError(
-        f"checkpoint key {key!r} has shape {tuple(value.shape)} but the model expects {tuple(target.shape)}: "
-        "the checkpoint is from another Swin variant (embed_dim / depths / heads); build the matching model"
-    )
+    raise variant_mismatch_error(key, value.shape, target.shape, "build the matching model")
 
 
 def load_swin_checkpoint(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, Any]) -> LoadReport:

@@ -17,7 +17,9 @@ from detectron2.data import DatasetMapper, MetadataCatalog
 from detectron2.data.catalog import DatasetCatalog
 from detectron2.structures import BoxMode
 
-from swin_scratch.data import datasets_root
+from swin_scratch.coco.errors import DatasetFormatError, DatasetNotFoundError
+from swin_scratch.coco.inputs import EvaluationInputError, load_ground_truth
+from swin_scratch.data.paths import datasets_root
 
 logger = logging.getLogger("swin_scratch")
 
@@ -26,16 +28,8 @@ MAX_VALIDATED_JSON_BYTES = 100 * 1024 * 1024
 DEMO_CONFIG = "swin_shapes.yaml"
 
 
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset named in the config is not on disk; the message says where we looked and what to do."""
-
-
-class DatasetFormatError(ValueError):
-    """A dataset file that is not a usable COCO instances file; names the file and the problem."""
-
-
 def _config_key(name: str) -> str | None:
-    """The config key a dataset came from (``DATASETS.TRAIN_JSON``...; see swin_scratch.data.coco_json), if any."""
+    """The config key a dataset came from (``DATASETS.TRAIN_JSON``...; see :mod:`.datasets`), if any."""
     return getattr(MetadataCatalog.get(name), "config_key", None)
 
 
@@ -72,8 +66,6 @@ def check_datasets_available(dataset_names: list[str]) -> None:
 
 
 def _validate_coco_file(name: str, json_file: str, image_root: Optional[str]) -> None:
-    from swin_scratch.evaluation.inputs import EvaluationInputError, load_ground_truth
-
     try:
         dataset = load_ground_truth(json_file)
     except EvaluationInputError as err:

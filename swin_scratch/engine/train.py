@@ -11,17 +11,19 @@ from detectron2.engine import default_argument_parser, default_setup
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
-from swin_scratch.checkpoint_io import CheckpointError
-from swin_scratch.detection.checkpoint import SwinCheckpointer
+from swin_scratch.coco.errors import DatasetFormatError, DatasetNotFoundError
 from swin_scratch.detection.checkpoint_classes import CHECKPOINT_KEY, TrainingClasses
-from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
-from swin_scratch.detection.interruptions import LostRankError
-from swin_scratch.detection.launch import launch
-from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
-from swin_scratch.detection.device import use_available_device
-from swin_scratch.detection.trainer import Trainer, TrainingDivergedError
+from swin_scratch.detection.checkpointer import SwinCheckpointer
+from swin_scratch.detection.config import ConfigError, resolve_config_path
+from swin_scratch.detection.dataset_checks import check_datasets_available
+from swin_scratch.detection.datasets import register_config_datasets
+from swin_scratch.detection.tool_config import tool_config
+from swin_scratch.engine.interruptions import LostRankError
+from swin_scratch.engine.launch import launch
+from swin_scratch.engine.trainer import Trainer, TrainingDivergedError
 from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.precision import PrecisionError, autocast, check_precision, device_type_of
+from swin_scratch.weights.files import CheckpointError
 
 # Mistakes a user can fix: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, CheckpointError, TrainingDivergedError,
@@ -47,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Under torchrun, the process group comes from torchrun's environment."
     )
     # detectron2's default is a fixed port (49152 for uid 0): concurrent jobs on one machine collide.
-    # "auto": single-machine processes meet through a temp file (swin_scratch.detection.launch).
+    # "auto": single-machine processes meet through a temp file (swin_scratch.engine.launch).
     parser.set_defaults(dist_url="auto")
     parser.add_argument(
         "--config", dest="config_file", metavar="NAME_OR_PATH",
@@ -73,15 +75,6 @@ def dataset_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def register_config_datasets(cfg: CfgNode) -> None:
-    """Register the datasets ``cfg`` can name (built-in shapes, its own COCO JSONs); needed in every process."""
-    from swin_scratch.data import register_shapes_datasets
-    from swin_scratch.data.coco_json import use_coco_json_datasets
-
-    register_shapes_datasets(cfg.DATASETS.SHAPES_ROOT or None)
-    use_coco_json_datasets(cfg)
-
-
 def setup(args: argparse.Namespace, cfg: CfgNode) -> CfgNode:
     """One process's set-up from the launching process's config: the datasets registered again
     (registries are per process), then detectron2's default_setup (logging, seeding, config.yaml)."""
@@ -95,9 +88,7 @@ def setup(args: argparse.Namespace, cfg: CfgNode) -> CfgNode:
 def check_inputs(args: argparse.Namespace) -> CfgNode:
     """Parse and complete the config, and check its datasets, in the launching process before any
     worker starts; warnings and notices are printed here, once."""
-    cfg = get_swin_cfg(args.config_file, [*args.opts, *dataset_overrides(args)])
-    use_available_device(cfg)
-    register_config_datasets(cfg)
+    cfg = tool_config(args.config_file, [*args.opts, *dataset_overrides(args)])
     names = list(cfg.DATASETS.TEST) if args.eval_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     device_type = device_type_of(cfg.MODEL.DEVICE)
     if args.eval_only:

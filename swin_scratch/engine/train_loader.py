@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import TrainingSampler
 
-from swin_scratch.detection.rng import preserved_global_rngs, seed_global_rngs
+from swin_scratch.engine.rng import preserved_global_rngs, seed_global_rngs
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from swin_scratch.models.transformer import TransformerEncoder, TransformerEncoderLayer
+from swin_scratch.text.transformer import TransformerEncoder, TransformerEncoderLayer
 
 
 class BertEmbeddings(nn.Module):

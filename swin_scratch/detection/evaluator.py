@@ -2,8 +2,9 @@
 
 :class:`SwinCOCOEvaluator` replaces only ``COCOEvaluator._eval_predictions``: detectron2 still
 collects predictions across processes and saves ``coco_instances_results.json``; the scoring,
-per-category table, JSON/CSV and plots are :func:`~.coco_eval.evaluate_coco_results` and
-:func:`~.coco_eval.write_report`, the same code ``tools/evaluate.py`` runs on saved results.
+per-category table, JSON/CSV and plots are :func:`swin_scratch.evaluation.evaluate_coco_results`
+and :func:`swin_scratch.evaluation.write_report`, the same code ``tools/evaluate.py`` runs on
+saved results. Datasets are registered by the caller (:mod:`.datasets`), never here.
 """
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator
 from detectron2.utils.file_io import PathManager
 
-from .backends import check_backend
-from .coco_eval import evaluate_coco_results, format_per_category_table, format_summary, write_report
-from .inputs import RESULTS_FILE_NAME, EvaluationInputError
+from swin_scratch.coco.inputs import RESULTS_FILE_NAME, EvaluationInputError
+from swin_scratch.evaluation.backends import check_backend
+from swin_scratch.evaluation.coco_eval import (
+    evaluate_coco_results,
+    format_per_category_table,
+    format_summary,
+    write_report,
+)
 
 DEFAULT_MAX_DETS = [1, 10, 100]
 
@@ -109,7 +115,6 @@ def dataset_ground_truth(dataset_name: str, search_dir: str | os.PathLike | None
     ``<name>_coco_format.json`` that ``COCOEvaluator`` caches in its output directory
     (``search_dir``), or a fresh conversion written there.
     """
-    _register_project_datasets()
     if dataset_name not in DatasetCatalog.list():
         known = ", ".join(sorted(DatasetCatalog.list())[:8])
         raise EvaluationInputError(
@@ -132,12 +137,3 @@ def dataset_ground_truth(dataset_name: str, search_dir: str | os.PathLike | None
             convert_to_coco_json(dataset_name, str(cached))
         return cached
     raise EvaluationInputError(f"dataset {dataset_name!r} has no COCO json_file; pass --gt")
-
-
-def _register_project_datasets() -> None:
-    """Register this project's datasets (the built-in shapes data) if that module is present."""
-    try:
-        from swin_scratch.data import register_shapes_datasets
-    except ImportError:
-        return
-    register_shapes_datasets(None)
