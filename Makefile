@@ -39,8 +39,8 @@ test: $(STAMP)
 
 # .venv-upstream: no pip/setuptools of its own (--without-pip); a .pth adds .venv's site-packages
 # (and runs its .pth files: the editable swin_scratch) after its own, so pip there sees torch & co.
-# as installed and adds only what the wheel needs beyond them. The installer's case b installs the
-# sha256-checked wheel and mends it with the same fix table as case c.
+# as installed and adds only what the wheel needs beyond them. The installer's `spec` mode installs the
+# sha256-checked wheel and mends it with the same fix table as the `pb1-fallback` mode.
 setup-upstream: $(UPSTREAM_STAMP)
 
 $(UPSTREAM_STAMP): $(STAMP) $(DETECTRON2_WHEEL)

@@ -3,21 +3,21 @@ here, which compatibility fixes it carries, and whether its compiled ops really 
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 import warnings
 
-from swin_scratch.compat.install_detectron2 import RECORD_PATH
+from swin_scratch.compat.install_detectron2 import KEPT, PB1_FALLBACK, SPEC, read_record
 
-CASES = {
-    "a": "kept: detectron2 already importable before set-up",
-    "b": "installed from DETECTRON2_SPEC (+ the fixes it still needed)",
-    "c": "fallback: PyPI pb1-detectron2==0.6 sources + swin_scratch/compat/detectron2_fixes.py, no compiled extension",
+INSTALL_MODES = {
+    KEPT: "detectron2 already importable before set-up, kept as is",
+    SPEC: "installed from DETECTRON2_SPEC (+ the fixes it still needed)",
+    PB1_FALLBACK: "PyPI pb1-detectron2==0.6 sources + swin_scratch/compat/detectron2_fixes.py, no compiled extension",
 }
 
 
 def has_compiled_extension() -> bool:
-    """Whether detectron2's compiled C++ ops (``detectron2._C``) import: case b yes, case c no."""
+    """Whether detectron2's compiled C++ ops (``detectron2._C``) import: the ``spec`` mode with upstream's wheel
+    yes, ``pb1-fallback`` no."""
     try:
         importlib.import_module("detectron2._C")
         return True
@@ -68,18 +68,15 @@ def detectron2_report() -> dict:
         detectron2 = importlib.import_module("detectron2")
     except ImportError as err:
         return {"installed": False, "error": str(err)}
-    try:
-        recorded = json.loads(RECORD_PATH.read_text())
-    except (OSError, ValueError):
-        recorded = {"case": "a", "detail": "no install record; assumed pre-installed"}
+    recorded = read_record() or {"mode": KEPT, "detail": "no install record; assumed pre-installed"}
     return {
         "installed": True,
         "version": detectron2.__version__,
         "location": detectron2.__path__[0],
         "compiled_extension": has_compiled_extension(),
         "compiled_ops": compiled_ops_report(),
-        "case": recorded.get("case"),
-        "how": CASES.get(recorded.get("case"), "unknown"),
+        "mode": recorded.get("mode"),
+        "how": INSTALL_MODES.get(recorded.get("mode"), "unknown"),
         "detail": recorded.get("detail"),
         "fixes_applied": recorded.get("fixes_applied", []),
     }
@@ -98,7 +95,7 @@ def main() -> int:
         print(f"detectron2   NOT INSTALLED ({report['error']}); run `make setup`")
         return 1
     print(f"detectron2   {report['version']} at {report['location']}")
-    print(f"  case {report['case']}: {report['how']}")
+    print(f"  install mode {report['mode']}: {report['how']}")
     print(f"  detail: {report['detail']}")
     print(f"  compiled extension (detectron2._C): {'yes' if report['compiled_extension'] else 'no'}")
     for name, outcome in report["compiled_ops"].items():

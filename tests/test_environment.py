@@ -77,13 +77,13 @@ def test_env_reports_compiled_ops_working_exactly_when_the_extension_exists():
 
 
 def test_install_record_lists_the_fixes_this_detectron2_carries():
-    """Case c carries every fix; case b only fixes, none of them about a missing extension."""
+    """``pb1-fallback`` carries every fix; ``spec`` only fixes, none of them about a missing extension."""
     from swin_scratch.compat.detectron2_fixes import ADDED_FILES, FIXES
     from swin_scratch.env import detectron2_report
 
     report = detectron2_report()
     applied = set(report["fixes_applied"])
-    if report["case"] == "c":
+    if report["mode"] == "pb1-fallback":
         assert applied == {fix.path for fix in FIXES} | set(ADDED_FILES)
-    elif report["case"] == "b":
+    elif report["mode"] == "spec":
         assert applied <= {fix.path for fix in FIXES if not fix.for_missing_extension}

@@ -1,12 +1,62 @@
-"""The package has no import cycles, counting imports inside functions (issue 14, item 3)."""
+"""The package's layers are a rule: which subpackage may import which, and no import cycles.
+
+Imports inside functions count: they couple two modules as much as top-level ones do.
+"""
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-from import_graph import find_cycles, import_graph
+from helpers.import_graph import find_cycles, forbidden_imports, import_graph
 
 PACKAGE = Path(__file__).resolve().parents[1] / "swin_scratch"
+
+# The allowed imports between layers, bottom-up: a layer may import only the layers listed for it
+# (and itself). docs/swin.md's "where each concept lives" describes each layer.
+FOUNDATIONS = {"layers", "weights", "coco", "precision", "memory", "compat"}  # import nothing of the package
+ALLOWED_IMPORTS: dict[str, set[str]] = {
+    **{name: set() for name in FOUNDATIONS},
+    "env": {"compat"},
+    "models": {"layers", "weights"},  # weights: load_swin_checkpoint re-exported beside the models
+    "text": {"layers"},
+    "data": {"coco"},
+    "evaluation": {"coco"},
+    "detection": FOUNDATIONS | {"models", "data", "evaluation"},
+    "engine": FOUNDATIONS | {"models", "data", "evaluation", "detection"},
+    "export": FOUNDATIONS | {"models", "detection", "engine"},
+    "visualization": FOUNDATIONS | {"data", "evaluation", "detection", "engine"},
+    "benchmark": FOUNDATIONS | {"models", "text", "data", "evaluation", "detection", "engine", "export"},
+}
+
+
+def test_every_import_between_layers_is_an_allowed_edge():
+    problems = forbidden_imports(import_graph(PACKAGE), ALLOWED_IMPORTS)
+    assert not problems, "imports against the layer table (tests/test_import_graph.py):\n" + "\n".join(problems)
+
+
+def test_an_upward_import_inside_a_function_is_reported_with_its_edge(tmp_path):
+    package = write_package(tmp_path, {
+        "__init__.py": "",
+        "low/__init__.py": "",
+        "low/core.py": """
+            def helper():
+                from pkg.high.tool import run  # upward, hidden in a function
+                return run
+        """,
+        "high/__init__.py": "",
+        "high/tool.py": "from pkg.low.core import helper\nrun = helper\n",
+    })
+    allowed = {"low": set(), "high": {"low"}}
+    assert forbidden_imports(import_graph(package), allowed) == ["low -> high (pkg.low.core imports pkg.high.tool)"]
+
+
+def test_a_layer_missing_from_the_table_may_import_nothing(tmp_path):
+    package = write_package(tmp_path, {
+        "__init__.py": "",
+        "low/__init__.py": "",
+        "new/__init__.py": "import pkg.low\n",
+    })
+    assert forbidden_imports(import_graph(package), {"low": set()}) == ["new -> low (pkg.new imports pkg.low)"]
 
 
 def write_package(root: Path, files: dict[str, str]) -> Path:

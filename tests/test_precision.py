@@ -11,12 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.shapes import REPO, TINY_TRAINING_OVERRIDES, make_tiny_shapes, train_net_command
 from swin_scratch.engine.mixed_precision import MixedPrecisionTrainer, build_step_trainer
 from swin_scratch.models import swin_tiny
 from swin_scratch.precision import PrecisionError, autocast, check_precision
-
-from shapes_helpers import REPO, TINY_TRAINING_OVERRIDES, make_tiny_shapes, train_net_command
-
 
 # The reduced precisions each device runs: fp16 autocast only on CUDA (check_precision refuses it on CPU).
 REDUCED_PRECISIONS = {"cpu": ("bf16",), "cuda": ("bf16", "fp16")}

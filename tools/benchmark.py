@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from swin_scratch.benchmark.machine import describe_machine
-from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.benchmark.swin import CUDA_SETTINGS, SETTINGS, Candidate, memory_table, speed_report
 from swin_scratch.benchmark.timing import emit_report
+from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.models import swin_tiny
 from swin_scratch.precision import PRECISIONS, PrecisionError, check_precision
 

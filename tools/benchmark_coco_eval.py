@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from swin_scratch.evaluation import EvaluationInputError, check_backend
 from swin_scratch.benchmark.coco_eval import time_backends
-from swin_scratch.coco.synthetic import jittered_detections, make_synthetic_coco
 from swin_scratch.benchmark.machine import describe_machine
+from swin_scratch.coco.synthetic import jittered_detections, make_synthetic_coco
+from swin_scratch.evaluation import EvaluationInputError, check_backend
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,12 +10,11 @@ import time
 
 import torch
 
+from swin_scratch.benchmark.machine import describe_machine
+from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.text.generation import GenerationConfig, generate
 from swin_scratch.text.steppers import TransformerStepper
 from swin_scratch.text.transformer import Transformer
-from swin_scratch.benchmark.machine import describe_machine
-from swin_scratch.memory import reuse_freed_memory
-
 
 SOURCE_LENGTH = 50  # tokens in the encoded source sentence
 

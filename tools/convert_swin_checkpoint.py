@@ -11,9 +11,9 @@ then saved under the key prefix of that detectron2 model.
 import argparse
 import sys
 
-from swin_scratch.weights.files import CheckpointError
 from swin_scratch.detection.config import ConfigError, get_swin_cfg
 from swin_scratch.detection.convert import convert_swin_checkpoint
+from swin_scratch.weights.files import CheckpointError
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,6 @@ import argparse
 import sys
 from typing import Sequence
 
-from swin_scratch.weights.files import CheckpointError
 from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.precision import PrecisionError, autocast, device_type_of
 from swin_scratch.visualization.predictions import (
@@ -26,6 +25,7 @@ from swin_scratch.visualization.predictions import (
     load_inference_setup,
     predict_and_draw,
 )
+from swin_scratch.weights.files import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-
 from detectron2 import model_zoo
 from detectron2.config import get_cfg
 from detectron2.modeling import build_backbone, build_model

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from swin_scratch.memory import allocator_description
-
 from swin_scratch.benchmark.timing import synchronizer
+from swin_scratch.memory import allocator_description
 
 # Swin-T forward at 224² (the paper's 4.5 GMACs, 2 FLOPs per multiply-add).
 SWIN_T_224_GFLOP = 9.0

@@ -2,10 +2,10 @@
 
 Two installs use the same table (:mod:`swin_scratch.compat.install_detectron2`):
 
-- case c, :func:`apply_fixes`: PyPI's ``pb1-detectron2==0.6`` carries detectron2 v0.6 without
+- install mode `pb1-fallback`, :func:`apply_fixes`: PyPI's ``pb1-detectron2==0.6`` carries detectron2 v0.6 without
   its C++/CUDA sources, and the 2021 code predates NumPy 2, Pillow 10, Python 3.11, torch 2 and
   setuptools without ``pkg_resources``. Every fix must match (the sources are sha256-pinned).
-- case b, :func:`mend_installed`: an installed detectron2 (e.g. upstream main, with its compiled
+- install mode `spec`, :func:`mend_installed`: an installed detectron2 (e.g. upstream main, with its compiled
   ops) gets the fixes that are not about the missing extension, each only where its buggy text
   is still there; upstream has fixed some of them, not all.
 
@@ -65,7 +65,7 @@ class SourceFix:
     path: str  # relative to the directory that holds the ``detectron2`` package
     reason: str
     apply: Callable[[str], str]  # raises ValueError when the buggy text is absent
-    # True: only an install without detectron2._C needs it (never applied to case b)
+    # True: only an install without detectron2._C needs it (never applied to spec)
     for_missing_extension: bool = False
 
 
@@ -221,7 +221,7 @@ def _apply(root: Path, fix: SourceFix) -> None:
 
 
 def apply_fixes(source_root: str | Path) -> list[str]:
-    """Apply every fix to pb1-detectron2's source tree in place (case c); returns the changed paths.
+    """Apply every fix to pb1-detectron2's source tree in place (install mode pb1-fallback); returns the changed paths.
 
     Raises ValueError naming the file if a fix no longer matches (a different detectron2).
     """
@@ -234,7 +234,7 @@ def apply_fixes(source_root: str | Path) -> list[str]:
 
 
 def mend_installed(package_parent: str | Path) -> list[str]:
-    """Apply to an installed detectron2 (case b) each fix whose buggy text it still has.
+    """Apply to an installed detectron2 (spec) each fix whose buggy text it still has.
 
     ``package_parent`` is the directory holding the ``detectron2`` package (site-packages).
     Fixes for a missing compiled extension are left out: this detectron2 has its own ops.

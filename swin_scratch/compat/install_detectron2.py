@@ -145,20 +145,28 @@ def fixes_fingerprint() -> str:
     return hashlib.sha256(source).hexdigest()
 
 
+# How detectron2 got here, named for what happened (records from before the names used letters).
+KEPT, SPEC, PB1_FALLBACK = "kept", "spec", "pb1-fallback"
+LEGACY_MODE_NAMES = {"a": KEPT, "b": SPEC, "c": PB1_FALLBACK}
+
+
 def read_record() -> dict:
     try:
-        return json.loads(RECORD_PATH.read_text())
+        entry = json.loads(RECORD_PATH.read_text())
     except (OSError, ValueError):
         return {}
+    if "case" in entry:
+        entry["mode"] = LEGACY_MODE_NAMES.get(entry.pop("case"), "unknown")
+    return entry
 
 
-def record(case: str, detail: str, fixes_applied: list[str], spec: str | None = None) -> None:
+def record(mode: str, detail: str, fixes_applied: list[str], spec: str | None = None) -> None:
     RECORD_PATH.parent.mkdir(parents=True, exist_ok=True)
     entry = {
-        "case": case,
+        "mode": mode,
         "detail": detail,
         "spec": spec,
-        "fixes_sha256": fixes_fingerprint() if case in ("b", "c") else None,
+        "fixes_sha256": fixes_fingerprint() if mode in (SPEC, PB1_FALLBACK) else None,
         "fixes_applied": sorted(set(fixes_applied)),
     }
     RECORD_PATH.write_text(json.dumps(entry, indent=2) + "\n")
@@ -172,17 +180,17 @@ def installed_package_parent() -> Path:
 
 
 def mend_spec_install(spec: str, previous: dict) -> str:
-    """Case b: mend the installed detectron2 where it still has a bug the fix table knows."""
+    """The ``spec`` mode: mend the installed detectron2 where it still has a bug the fix table knows."""
     mended = mend_installed(installed_package_parent())
     log(f"mended {len(mended)} file(s) of the installed detectron2: {', '.join(mended) or 'none needed'}")
     earlier = previous.get("fixes_applied", []) if previous.get("spec") == spec else []
-    record("b", f"pip install {spec}", earlier + mended, spec=spec)
-    return "b"
+    record(SPEC, f"pip install {spec}", earlier + mended, spec=spec)
+    return SPEC
 
 
 def install() -> str:
     previous = read_record()
-    if previous.get("case") == "c" and previous.get("fixes_sha256") != fixes_fingerprint():
+    if previous.get("mode") == PB1_FALLBACK and previous.get("fixes_sha256") != fixes_fingerprint():
         log("the compatibility fixes changed since detectron2 was installed; reinstalling it")
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "detectron2"], check=True)
     spec = os.environ.get("DETECTRON2_SPEC")
@@ -192,14 +200,14 @@ def install() -> str:
         # venv built on another venv's packages sees through a .pth)
         pip_install("--quiet", "--no-build-isolation", spec)
         return mend_spec_install(spec, previous)
-    if previous.get("case") == "b" and importable:
+    if previous.get("mode") == SPEC and importable:
         # the fix table may have grown since: mending is idempotent, so run it again
         return mend_spec_install(previous["spec"], previous)
     if importable:
         if not RECORD_PATH.exists():
-            record("a", "detectron2 already importable; kept as is", [])
-        log("detectron2 already imports; keeping it (case a)")
-        return "a"
+            record(KEPT, "detectron2 already importable; kept as is", [])
+        log(f"detectron2 already imports; keeping it (install mode {KEPT})")
+        return KEPT
     with tempfile.TemporaryDirectory(prefix="d2-fallback-") as tmp:
         staging = Path(tmp)
         sdist = download_sdist(staging)
@@ -209,17 +217,17 @@ def install() -> str:
     if not detectron2_imports():
         raise RuntimeError("detectron2 was installed from pb1-detectron2 but does not import; see the log above")
     detail = f"{SDIST_FILENAME} (sha256 {SDIST_SHA256[:12]}...) + swin_scratch fixes, no compiled extension"
-    record("c", detail, changed)
-    return "c"
+    record(PB1_FALLBACK, detail, changed)
+    return PB1_FALLBACK
 
 
 def main() -> int:
     try:
-        case = install()
+        mode = install()
     except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
         print(f"error: could not install detectron2: {err}", file=sys.stderr)
         return 1
-    log(f"detectron2 ready (case {case})")
+    log(f"detectron2 ready (install mode {mode})")
     return 0
 
 

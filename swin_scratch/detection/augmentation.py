@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from detectron2.data import transforms as T
 
 

@@ -1,15 +1,14 @@
 """Swin as a detectron2 ``Backbone``, alone and under FPN (two- and one-stage detectors)."""
 from __future__ import annotations
 
-from torch import Tensor, nn
-
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
+from torch import Tensor, nn
 
-from swin_scratch.models.swin import SwinTransformer
+from swin_scratch.models.swin import SwinTransformer, stage_name
 
-STAGE_NAMES = ("stage2", "stage3", "stage4", "stage5")  # strides 4, 8, 16, 32
+STAGE_NAMES = tuple(stage_name(index) for index in range(4))  # stage2..stage5: strides 4, 8, 16, 32
 
 
 class SwinBackbone(Backbone):

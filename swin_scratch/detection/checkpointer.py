@@ -12,7 +12,6 @@ import sys
 from typing import Any, Optional
 
 import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import DefaultTrainer
 from detectron2.utils import comm

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import torch
-from torch import nn
-
 from detectron2.solver.build import maybe_add_gradient_clipping
+from torch import nn
 
 NORM_TYPES = (
     nn.LayerNorm,

@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
 from detectron2.utils import comm
 
 from swin_scratch.compat.bridges import create_local_process_group

@@ -21,10 +21,9 @@ import random
 from typing import Any, Callable, Iterator, Optional
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
-
 from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import TrainingSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from swin_scratch.engine.rng import preserved_global_rngs, seed_global_rngs
 

@@ -7,7 +7,6 @@ import sys
 import weakref
 from typing import Any
 
-
 from detectron2.data.build import _train_loader_from_config
 from detectron2.engine import DefaultTrainer, create_ddp_model
 from detectron2.engine.hooks import PeriodicCheckpointer
@@ -15,18 +14,23 @@ from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from swin_scratch.weights.files import CheckpointError
 from swin_scratch.compat.bridges import load_inner_trainer_state, replace_data_loader, save_inner_trainer_state
-from swin_scratch.engine.mixed_precision import build_step_trainer
 from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpointer import SwinCheckpointer
-from swin_scratch.detection.dataset_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
-from swin_scratch.engine.interruptions import (
-    StopOnSignal, StopRequest, TrainingStopped, is_lost_peer_error, lost_rank_error, resume_command,
-)
+from swin_scratch.detection.dataset_checks import SafeDatasetMapper
 from swin_scratch.detection.optimizer import build_swin_optimizer
+from swin_scratch.engine.interruptions import (
+    StopOnSignal,
+    StopRequest,
+    TrainingStopped,
+    is_lost_peer_error,
+    lost_rank_error,
+    resume_command,
+)
+from swin_scratch.engine.mixed_precision import build_step_trainer
 from swin_scratch.engine.rng import preserved_global_rngs, rng_state, set_rng_state
 from swin_scratch.engine.train_loader import build_resumable_train_loader
+from swin_scratch.weights.files import CheckpointError
 
 logger = logging.getLogger("swin_scratch")
 

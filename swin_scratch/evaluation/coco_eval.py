@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .backends import check_backend, is_backend_coco, load_coco_gt, run_cocoeval
 from swin_scratch.coco.inputs import (
     EvaluationInputError,
     infer_iou_types,
@@ -24,6 +23,8 @@ from swin_scratch.coco.inputs import (
     validate_ground_truth,
     validate_results,
 )
+
+from .backends import check_backend, is_backend_coco, load_coco_gt, run_cocoeval
 from .result import SUMMARY_NAMES, CategoryAP, CocoEvalResult
 
 # (metric, IoU range, area, maxDets) of each stat, to print pycocotools' standard 12 lines.

@@ -1,8 +1,9 @@
 """Export the Swin backbone alone, then run the exported file against eager PyTorch.
 
 Swin's export hazards are handled in the model, not avoided here: window padding, the cyclic
-shift (``torch.roll``), window reshapes and the shifted-window mask are all computed from tensor
-shapes while tracing, so one export runs at any input size that is a multiple of 32.
+shift and the window reshapes (one gather of token rows each way) and the shifted-window mask are
+all computed from tensor shapes while tracing, so one export runs at any input size that is a
+multiple of 32.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 
 from swin_scratch.export.runner import ExportError, export_format, run_exported, write_export
 from swin_scratch.layers.window import window_geometry
+from swin_scratch.models.swin import stage_name
 
 SIZE_MULTIPLE = 32
 
@@ -53,7 +55,7 @@ STAGE_STRIDES = (4, 8, 16, 32)
 def shift_regime(height: int, width: int, window_size: int) -> tuple[bool, ...]:
     """Which stage dimensions fit in one window (and so run without the cyclic shift).
 
-    That decision (README "Design choices") is a Python branch, frozen into a trace: an export
+    That decision (docs/swin.md, "a stage that fits one window is not shifted") is a Python branch, frozen into a trace: an export
     serves exactly the sizes whose regime equals its trace size's regime. For H, W >= 32 * (M + 1)
     (256 for window 7) no stage fits in one window, so one export serves all of them.
     """
@@ -100,9 +102,9 @@ def export_backbone(model: nn.Module, example: Tensor, output: str | Path, fmt: 
 
 
 def _onnx_names_and_dynamic_axes(wrapper: FeatureTuple, example: Tensor) -> dict:
-    """Input ``images`` and outputs ``stage<i>``, with batch, height and width left dynamic."""
-    with torch.no_grad():
-        names = [f"stage{i}" for i in range(len(wrapper(example)))]
+    """Input ``images`` and outputs named as in detectron2 (``stage2``..``stage5``), with batch, height
+    and width left dynamic."""
+    names = [stage_name(index) for index in wrapper.backbone.out_indices]
     dynamic = {"images": {0: "batch", 2: "height", 3: "width"}}
     dynamic.update({name: {0: "batch", 2: f"{name}_h", 3: f"{name}_w"} for name in names})
     return {"input_names": ["images"], "output_names": names, "dynamic_axes": dynamic}

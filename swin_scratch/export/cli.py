@@ -10,7 +10,6 @@ import torch
 
 from swin_scratch.precision import autocast
 
-
 # Backbone verification: max |eager - export| / max |eager|. bf16 keeps 8 bits of mantissa (~4e-3 per op).
 VERIFY_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
 
@@ -63,9 +62,9 @@ def main(argv=None) -> int:
     from swin_scratch.detection.checkpointer import build_model_for_inference
     from swin_scratch.detection.config import ConfigError
     from swin_scratch.detection.tool_config import tool_config
-    from swin_scratch.weights.files import CheckpointError
     from swin_scratch.export.backbone import ExportError, export_backbone, verify_backbone
     from swin_scratch.export.detector import export_detector, verify_detector
+    from swin_scratch.weights.files import CheckpointError
 
     args = _parser().parse_args(argv)
     suffix = ".onnx" if args.format == "onnx" else ".ts"

@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from swin_scratch.weights.files import atomic_write_bytes, read_checkpoint
 from swin_scratch.export.runner import ExportError, export_format, run_exported, write_export
+from swin_scratch.weights.files import atomic_write_bytes, read_checkpoint
 
 
 def _adapter(model: nn.Module, image: Tensor):

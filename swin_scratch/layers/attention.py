@@ -95,7 +95,7 @@ def scaled_dot_product_attention(
         q, k, v: (B, H, Lq, d), (B, H, Lk, d), (B, H, Lk, dv). Extra leading batch dims work, but
             PyTorch's fused CPU kernel is much faster on 4-D inputs.
         attn_bias: additive float bias broadcastable to (B, H, Lq, Lk): Swin's relative position
-            bias plus its shifted-window mask (0 / -100 or -inf).
+            bias plus its shifted-window mask (0 inside a region, -inf across regions).
         key_padding_mask: (B, Lk) bool, True marks padding keys (torch's ``key_padding_mask``).
         causal: forbid attending to later positions (decoder self-attention).
         dropout_p: dropout on the attention weights (pass 0.0 in eval mode).

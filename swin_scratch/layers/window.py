@@ -25,7 +25,7 @@ class WindowGeometry(NamedTuple):
 
     ``shift_height``/``shift_width`` are 0 along a dimension whose padded size fits in one window:
     there is nothing to connect across windows. That matches official Swin classification and
-    torchvision; the official detection backbone still shifts and masks there (README "Design choices").
+    torchvision; the official detection backbone still shifts and masks there (docs/swin.md, "a stage that fits one window is not shifted").
     """
 
     window_size: int

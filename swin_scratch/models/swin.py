@@ -33,7 +33,16 @@ from swin_scratch.layers.window import (
     window_layout,
 )
 
-__all__ = ["SwinTransformer", "swin_tiny", "swin_small", "swin_base", "swin_large"]
+__all__ = ["SwinTransformer", "stage_name", "swin_tiny", "swin_small", "swin_base", "swin_large"]
+
+
+def stage_name(index: int) -> str:
+    """The one public name of stage ``index`` (``layers.{index}`` in the state dict): ``stage{index + 2}``.
+
+    detectron2 names feature maps by log2 of their stride (ResNet's res2..res5, FPN's p2..p6); Swin's
+    first stage has stride 4 = 2², hence stage2..stage5 in detectron2 outputs, ONNX outputs and docs.
+    """
+    return f"stage{index + 2}"
 
 
 def _is_tracing() -> bool:

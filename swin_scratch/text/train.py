@@ -13,8 +13,8 @@ from tqdm import tqdm
 from swin_scratch.text.generation import GenerationConfig, generate
 from swin_scratch.text.lstm_seq2seq import LSTMSeq2Seq
 from swin_scratch.text.steppers import stepper_for
-from swin_scratch.text.transformer import Transformer
 from swin_scratch.text.task import BOS, EOS, PAD, VOCAB_SIZE, batch_tensors, make_split, target_of
+from swin_scratch.text.transformer import Transformer
 
 
 @dataclass

@@ -14,7 +14,6 @@ _LAZY = {
     "build_predictor": "predictions",
     "check_images_readable": "predictions",
     "collect_image_paths": "predictions",
-    "load_inference_config": "predictions",
     "draw_predictions": "predictions",
     "instances_to_dict": "predictions",
     "predict_and_draw": "predictions",

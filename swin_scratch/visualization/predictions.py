@@ -52,7 +52,6 @@ def collect_image_paths(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 BGR, EXIF orientation applied (as detectron2 reads training images)."""
     from detectron2.data.detection_utils import read_image
-
     from PIL import UnidentifiedImageError
 
     try:

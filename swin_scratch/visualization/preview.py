@@ -26,11 +26,10 @@ def draw_shapes_preview(
     Colors are fixed per class, so the same dataset gives the same picture.
     """
     import cv2
-    from PIL import Image
-
     from detectron2.data.catalog import Metadata
     from detectron2.structures import BoxMode
     from detectron2.utils.visualizer import ColorMode, Visualizer
+    from PIL import Image
 
     coco = json.loads(annotation_path(root, split).read_text())
     by_image: dict[int, list[dict]] = {}

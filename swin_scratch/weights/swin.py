@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

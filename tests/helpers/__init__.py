@@ -1,0 +1,1 @@
+"""Test helpers (builders, the import-graph reader, FLOP counting, tool loading); no tests here."""
