@@ -20,7 +20,7 @@ DETECTRON2_WHEEL_SHA256 ?= dc82709c470aa944aecb010a2c9fda921056625a28fac3fb94f83
 
 DEMO_OUT := output/swin_shapes
 
-.PHONY: setup setup-upstream test test-upstream test-fast demo clean-venv
+.PHONY: setup setup-upstream test test-upstream test-fast lint demo clean-venv
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ $(STAMP): $(ENV_INPUTS)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# ruff, configured in pyproject.toml (CI runs this before the tests)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check swin_scratch tools tests
 
 # .venv-upstream: no pip/setuptools of its own (--without-pip); a .pth adds .venv's site-packages
 # (and runs its .pth files: the editable swin_scratch) after its own, so pip there sees torch & co.

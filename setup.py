@@ -22,7 +22,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     # timm and torchvision's Swin are independent reference oracles for the tests only.
-    "test": ["pytest>=8.0", "pytest-xdist>=3.5", "hypothesis>=6.100", "timm>=1.0", "onnx>=1.16", "onnxruntime>=1.18"],
+    "test": ["pytest>=8.0", "pytest-xdist>=3.5", "hypothesis>=6.100", "timm>=1.0", "onnx>=1.16", "onnxruntime>=1.18",
+             "ruff>=0.6"],
     "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     "faster-eval": ["faster-coco-eval>=1.6"],
 }

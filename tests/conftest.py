@@ -1,5 +1,5 @@
-"""Shared test set-up: deterministic seeds, one torch thread per pytest-xdist worker, and the
-``device`` fixture that runs a test on every device this machine has."""
+"""Shared test set-up: deterministic seeds, one torch thread per pytest-xdist worker, the ``device``
+fixture that runs a test on every device this machine has, and the ``unregister_new_datasets`` fixture."""
 import os
 import random
 
@@ -38,3 +38,19 @@ def _seed_everything():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def unregister_new_datasets():
+    """Datasets a test registers in this process are unregistered after it.
+
+    Names derive from file names (``fruit/train.json`` -> ``fruit_train``) and a name held by other
+    files gets a suffix, so a dataset left behind would rename the next test's.
+    """
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    before = set(DatasetCatalog.list())
+    yield
+    for name in set(DatasetCatalog.list()) - before:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

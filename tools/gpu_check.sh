@@ -72,8 +72,8 @@ step_tests() {
     [ "$DEVICE" = cpu ] && options=(-n 0 -m "not slow")
     # The tests that take the `device` fixture (tests/conftest.py) run once per device; -k picks this one.
     "$PY" -m pytest -p no:cacheprovider "${options[@]}" -k "$DEVICE" --tb=short \
-        tests/test_swin_model.py tests/test_swin_reference.py tests/test_attention_kernel.py \
-        tests/test_precision.py tests/test_benchmark_report.py
+        tests/models/test_swin_model.py tests/models/test_swin_reference.py tests/layers/test_attention_kernel.py \
+        tests/test_precision.py tests/benchmark/test_benchmark_report.py
 }
 
 run_logged() {  # run_logged NAME CMD...: full output to $OUT/NAME.log; here the key lines (all its tail on failure)

@@ -12,7 +12,7 @@ c. otherwise download PyPI's ``pb1-detectron2==0.6`` source distribution (detect
    ``detectron2`` (with ``detectron2.projects.point_rend/deeplab/panoptic_deeplab``, as upstream's
    setup.py maps them) without the compiled extension.
 
-The chosen case and the fixes applied are recorded in
+The install mode (kept, spec, pb1-fallback) and the fixes applied are recorded in
 ``<prefix>/share/swin_scratch/detectron2_install.json`` and reported by
 ``python -m swin_scratch.env``. Uses only the standard library and pip.
 """

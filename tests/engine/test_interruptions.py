@@ -1,5 +1,5 @@
-"""The stop-signal flag and the resume command line (see tests/test_train_resume.py and
-tests/test_distributed.py for whole runs)."""
+"""The stop-signal flag and the resume command line (see tests/engine/test_train_resume.py and
+tests/engine/test_distributed.py for whole runs)."""
 from __future__ import annotations
 
 import os

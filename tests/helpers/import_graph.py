@@ -2,7 +2,7 @@
 
 Every ``import`` statement counts, wherever it is: at module level, inside a function, under
 ``if TYPE_CHECKING``. An import hidden inside a function still couples two modules both ways, so
-a cycle through it is a cycle (issue 14: "no import cycles, including imports inside functions").
+a cycle through it is a cycle.
 """
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from PIL import Image, ImageDraw
 
 CATEGORIES = [{"id": 17, "name": "kiwi"}, {"id": 3, "name": "apple"}, {"id": 90, "name": "plum"}]
@@ -54,18 +53,3 @@ def write_own_dataset(root: Path) -> tuple[Path, Path]:
     """(train.json, val.json) under ``root``."""
     return write_split(root, "train", TRAIN_IMAGE_IDS), write_split(root, "val", VAL_IMAGE_IDS)
 
-
-@pytest.fixture
-def unregister_new_datasets():
-    """Datasets a test registers in this process are unregistered after it.
-
-    Names derive from file names (``fruit/train.json`` -> ``fruit_train``) and a name held by other
-    files gets a suffix, so a dataset left behind would rename the next test's.
-    """
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    before = set(DatasetCatalog.list())
-    yield
-    for name in set(DatasetCatalog.list()) - before:
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
