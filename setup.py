@@ -18,12 +18,13 @@ INSTALL_REQUIRES = [
     "PyYAML>=6.0",
     "tqdm>=4.66",
     "shapely>=2.0",  # detectron2 crops polygon masks with it (the official random-crop branch)
+    "safetensors>=0.4",  # timm / Hugging Face weights files (.safetensors): tensors only, no code
 ]
 
 EXTRAS_REQUIRE = {
-    # timm and torchvision's Swin are independent reference oracles for the tests only.
-    "test": ["pytest>=8.0", "pytest-xdist>=3.5", "hypothesis>=6.100", "timm>=1.0", "onnx>=1.16", "onnxruntime>=1.18",
-             "ruff>=0.6"],
+    # timm's, torchvision's and HF transformers' Swin are independent reference oracles for the tests only.
+    "test": ["pytest>=8.0", "pytest-xdist>=3.5", "hypothesis>=6.100", "timm>=1.0", "transformers>=4.40",
+             "onnx>=1.16", "onnxruntime>=1.18", "ruff>=0.6"],
     "export": ["onnx>=1.16", "onnxruntime>=1.18"],
     "faster-eval": ["faster-coco-eval>=1.6"],
 }

@@ -8,12 +8,16 @@ whose message names the file (or URL) and what to do.
 
 Why one place: loading is where safety lives. ``torch.load`` runs with ``weights_only=True``
 (a pickle that wants to run code is refused), detectron2 model-zoo ``.pkl`` files go through an
-unpickler that admits numpy arrays only, and ``http(s)://`` URLs are downloaded once into the
-cache detectron2 uses (iopath's: ``$FVCORE_CACHE`` or ``~/.torch/iopath_cache``), atomically, so
-a half download never counts as cached.
+unpickler that admits numpy arrays only, ``.safetensors`` files (timm's and Hugging Face's hub
+format) are read by the safetensors library, which holds no code at all, and ``http(s)://`` URLs
+are downloaded once into the cache detectron2 uses (iopath's: ``$FVCORE_CACHE`` or
+``~/.torch/iopath_cache``), atomically, so a half download never counts as cached. A folder is read
+as a Hugging Face ``save_pretrained`` folder: its ``model.safetensors`` (or ``pytorch_model.bin``,
+or the shards an ``*.index.json`` lists).
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tempfile
@@ -27,6 +31,9 @@ import torch
 
 URL_SCHEMES = ("http://", "https://")
 DOWNLOAD_CHUNK_BYTES = 1 << 20
+# the weights files of a Hugging Face save_pretrained folder, in the order transformers prefers them
+HF_FOLDER_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                     "pytorch_model.bin.index.json")
 
 
 class CheckpointError(RuntimeError):
@@ -140,9 +147,35 @@ def local_weights_path(path_or_url: str | os.PathLike) -> Path:
     if is_url(path_or_url):
         return download_weights(str(path_or_url))
     path = Path(path_or_url)
+    if path.is_dir():
+        return hf_folder_weights(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; check MODEL.WEIGHTS / --weights or the path given")
     return path
+
+
+def hf_folder_weights(folder: Path) -> Path:
+    """The weights file of a Hugging Face ``save_pretrained`` folder; one error listing what is there otherwise."""
+    for name in HF_FOLDER_WEIGHTS:
+        if (folder / name).is_file():
+            return folder / name
+    present = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
+    raise CheckpointError(
+        f"checkpoint folder {folder} has no weights file ({' / '.join(HF_FOLDER_WEIGHTS)}); it holds {present}. "
+        "Give a weights file, or a Hugging Face save_pretrained folder"
+    )
+
+
+def hf_folder_config(path_or_url: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``config.json`` beside a Hugging Face folder's weights (its ``model_type``, window size...), or None."""
+    if is_url(path_or_url):
+        return None
+    path = Path(path_or_url)
+    config = (path if path.is_dir() else path.parent) / "config.json"
+    try:
+        return json.loads(config.read_text()) if config.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -175,23 +208,47 @@ def _load_pickle(path: Path) -> Any:
     return {"model": blobs, "__author__": "Caffe2", "matching_heuristics": True}
 
 
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path), device="cpu")
+
+
+def _load_sharded(index: Path) -> dict[str, Any]:
+    """The tensors of every shard a ``*.index.json`` lists (``weight_map``: key -> shard file)."""
+    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    merged: dict[str, Any] = {}
+    for shard in shards:
+        merged.update(_load_file(index.parent / shard))
+    return merged
+
+
+def _load_file(path: Path) -> Any:
+    if path.name.endswith(".index.json"):
+        return _load_sharded(path)
+    if path.suffix == ".safetensors":
+        return _load_safetensors(path)
+    if path.suffix == ".pkl":
+        return _load_pickle(path)
+    return torch.load(path, map_location="cpu", weights_only=True)  # .pth, .pt, .bin
+
+
 def read_checkpoint(path_or_url: str | os.PathLike) -> dict[str, Any]:
-    """The dict stored in a weights file (``.pth``/``.pt`` via ``torch.load(weights_only=True)``,
-    detectron2 ``.pkl`` via a numpy-only unpickler), downloading a URL first.
+    """The dict stored in a weights file, downloading a URL first: ``.pth``/``.pt``/``.bin`` via
+    ``torch.load(weights_only=True)``, ``.safetensors`` via the safetensors library, detectron2 ``.pkl``
+    via a numpy-only unpickler, a Hugging Face folder via the weights file in it.
 
     Raises :class:`CheckpointError` for a missing, truncated or corrupt file, pickled code, a
     download that fails, or a file that holds something other than a dict.
     """
     path = local_weights_path(path_or_url)
     try:
-        if path.suffix == ".pkl":
-            loaded = _load_pickle(path)
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = _load_file(path)
     except Exception as err:  # truncated, corrupt, or a pickle that wants to run code
         first_line = (str(err).splitlines() or [""])[0][:300]
+        shown = path if Path(str(path_or_url)).is_dir() else path_or_url
         raise CheckpointError(
-            f"cannot load checkpoint {path_or_url}: {type(err).__name__}: {first_line}. The file is truncated, "
+            f"cannot load checkpoint {shown}: {type(err).__name__}: {first_line}. The file is truncated, "
             "corrupt, or not a plain weights file (pickled code is refused); download or save it again"
         ) from None
     if not isinstance(loaded, dict):
