@@ -83,7 +83,7 @@ class Layout:
     title: str  # the codebase as users call it
     origin: str  # where files of this layout come from
     version: int  # Swin V1 or V2
-    family: str  # the key scheme: a key of ANCHORS and CONVERTERS
+    family: str  # the key scheme, a key of CONVERTERS (timm shares the official anchor)
     decisive: str  # the keys that decide this layout
     conversion: str  # what to_official does to it
     prefix: str = ""
@@ -91,7 +91,7 @@ class Layout:
 
     def __str__(self) -> str:
         where = f", backbone under {self.prefix!r}" if self.prefix else ""
-        return f"{self.name} ({self.title}, Swin V{self.version}{where})"
+        return f"{self.name}: {self.title}; Swin V{self.version}{where}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,7 +454,15 @@ def _strip_any(key: str, prefixes: Sequence[str]) -> str:
     return key
 
 
+def _strip_wrapping(key: str) -> str:
+    """``module.module._orig_mod.layers...`` -> ``layers...``."""
+    while key.startswith(WRAPPING_PREFIXES):
+        key = _strip_any(key, WRAPPING_PREFIXES)
+    return key
+
+
 def _unwrap(checkpoint: Any) -> _Tensors:
+    """The tensors of a (wrapped) state dict, numpy arrays made tensors, wrapping prefixes removed."""
     if not isinstance(checkpoint, Mapping):
         raise CheckpointError(f"a state dict must be a dict of tensors, not a {type(checkpoint).__name__}")
     state: Mapping = checkpoint
@@ -469,10 +477,7 @@ def _unwrap(checkpoint: Any) -> _Tensors:
     for key, value in state.items():
         if isinstance(value, Tensor) or _is_array(value):
             detectron2_file |= _is_array(value)
-            stripped = key
-            while stripped != (stripped := _strip_any(stripped, WRAPPING_PREFIXES)):
-                pass
-            tensors[stripped] = _as_tensor(value)
+            tensors[_strip_wrapping(key)] = _as_tensor(value)
     if not tensors:
         raise CheckpointError(
             f"the checkpoint holds no tensors (top-level keys: {_first(list(checkpoint))}); expected a Swin state "
@@ -514,7 +519,7 @@ def _layout_of(tensors: _Tensors) -> Layout:
     keys = list(tensors.tensors)
     matches = _anchor_matches(keys)
     if not matches:
-        raise not_swin_error(keys)
+        raise _not_swin_error(keys)
     if len(matches) > 1:
         where = ", ".join(f"{family} keys under {prefix!r}" for family, prefix in matches)
         raise CheckpointError(
@@ -537,7 +542,7 @@ def _layout_name(family: str, version: int, prefix: str, backbone_keys: Sequence
                  detectron2_file: bool) -> str:
     if family == "hf":
         return "hf-swinv2" if version == 2 else "hf-swin"
-    if family in ("torchvision", "timm"):
+    if family == "torchvision":
         return f"{family}-v{version}"
     if family == "mmdet":
         return "mmdet-swin"
@@ -653,7 +658,7 @@ NOT_SWIN: tuple[tuple[str, re.Pattern], ...] = tuple(
 )
 
 
-def not_swin_error(keys: Sequence[str]) -> CheckpointError:
+def _not_swin_error(keys: Sequence[str]) -> CheckpointError:
     """One line: what a non-Swin state dict looks like, and the Swin layouts that are accepted."""
     looks = next((description for description, pattern in NOT_SWIN if any(pattern.search(key) for key in keys)), None)
     what = f"it looks like {looks}" if looks else f"no key of any Swin layout (first keys: {_first(list(keys))})"
