@@ -239,7 +239,8 @@ def test_unfold_order_patch_merging_equals_official_concat_after_reordering():
     concat (x0, x1, x2, x3) -> LN -> Linear does with the reordered ones."""
     channels, x = 8, torch.randn(2, 6, 6, 8)  # (B, H, W, C)
     norm, reduction = torch.nn.LayerNorm(4 * channels), torch.nn.Linear(4 * channels, 2 * channels, bias=False)
-    perturbed(norm), perturbed(reduction)
+    perturbed(norm)
+    perturbed(reduction)
     unfolded = torch.nn.functional.unfold(x.permute(0, 3, 1, 2), kernel_size=2, stride=2)  # (B, 4C, L)
     expected = reduction(norm(unfolded.transpose(1, 2)))  # (B, L, 2C), L row-major over the 3x3 grid
     concat = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1).flatten(1, 2)
