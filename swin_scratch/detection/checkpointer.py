@@ -18,11 +18,12 @@ from detectron2.utils import comm
 
 from swin_scratch.detection.backbone import swin_key_prefix, swin_module
 from swin_scratch.weights.files import CheckpointError, atomic_write_bytes, local_weights_path, read_checkpoint
+from swin_scratch.weights.layouts import state_dict_tensors
 from swin_scratch.weights.mmdet import is_mmdet_detector, mmdet_heads_to_detectron2
 from swin_scratch.weights.swin import (
+    LoadReport,
     bias_table_window,
     load_swin_checkpoint,
-    looks_like_official_swin,
     resize_relative_position_bias_table,
     variant_mismatch_error,
 )
@@ -99,7 +100,8 @@ class SwinCheckpointer(DetectionCheckpointer):
 
     def _resume_candidates(self, named: str) -> list[str]:
         """``named`` first, then the folder's other ``model_*.pth`` files, newest (highest iteration) first."""
-        others = [os.path.join(self.save_dir, name) for name in os.listdir(self.save_dir) if CHECKPOINT_NAME.match(name)]
+        others = [os.path.join(self.save_dir, name) for name in os.listdir(self.save_dir)
+                  if CHECKPOINT_NAME.match(name)]
         others.sort(key=_iteration_order, reverse=True)
         return [named] + [other for other in others if os.path.abspath(other) != os.path.abspath(named)]
 
@@ -121,7 +123,8 @@ class SwinCheckpointer(DetectionCheckpointer):
 
     def _write_error(self, basename: str, err: BaseException) -> CheckpointWriteError:
         previous = self.get_checkpoint_file() if self.has_checkpoint() else None
-        kept = f"the previous checkpoint {previous} and last_checkpoint are unchanged" if previous else "nothing was written"
+        kept = (f"the previous checkpoint {previous} and last_checkpoint are unchanged" if previous
+                else "nothing was written")
         return CheckpointWriteError(
             f"cannot write checkpoint {basename} in {self.save_dir}: {write_failure_cause(err)}; {kept}. Free space "
             "(or allow writing) there, or set OUTPUT_DIR to another folder after copying it, then resume with --resume"
@@ -142,37 +145,58 @@ class SwinCheckpointer(DetectionCheckpointer):
             loaded, self._read_ahead = self._read_ahead[1], None
             return loaded
         loaded = read_checkpoint(filename)
-        state = loaded.get("model", loaded.get("state_dict", loaded))
-        if isinstance(state, dict) and looks_like_official_swin(state):
-            return {"model": state, "__official_swin__": True}
+        if self._is_foreign_swin(loaded):
+            return {"model": loaded, "__foreign_swin__": filename}
         if "model" not in loaded:
             loaded = {"model": loaded}
         return loaded
 
+    def _is_foreign_swin(self, loaded: dict[str, Any]) -> bool:
+        """A file not in this model's own keys (not written by this checkpointer) while the model has a
+        Swin: weights from another codebase, translated by :func:`load_swin_checkpoint`."""
+        if swin_module(self.model) is None:
+            return False
+        prefix = swin_key_prefix(self.model)
+        state = loaded.get("model", loaded)
+        return not (isinstance(state, dict) and any(key.startswith(prefix) for key in state))
+
     def _load_model(self, checkpoint: dict[str, Any]):
-        if checkpoint.pop("__official_swin__", False):
-            return self._load_official_swin(checkpoint["model"])
+        source = checkpoint.pop("__foreign_swin__", None)
+        if source is not None:
+            return self._load_foreign_swin(checkpoint["model"], source)
         self._fit_backbone_shapes(checkpoint["model"])
         return super()._load_model(checkpoint)
 
-    def _load_official_swin(self, state: dict[str, Any]):
-        """ImageNet weights fill the Swin backbone; an mmdet COCO detector also fills FPN, RPN and heads."""
+    def _load_foreign_swin(self, loaded: dict[str, Any], source: str):
+        """Swin weights of any layout fill the backbone; a whole detector's file (mmdet, another detectron2
+        Swin port) also fills FPN, RPN and heads under their detectron2 names."""
         swin = swin_module(self.model)
-        if swin is None:
-            raise CheckpointError("MODEL.WEIGHTS is an official Swin checkpoint but the model has no Swin backbone")
-        report = load_swin_checkpoint(swin, state)
-        self.logger.info(f"Loaded official Swin weights into the backbone: {report}")
-        if not is_mmdet_detector(state):
+        try:
+            report = load_swin_checkpoint(swin, loaded)
+        except CheckpointError as err:
+            raise CheckpointError(f"MODEL.WEIGHTS {source}: {err}") from None
+        self.logger.info(f"Loaded Swin weights into the backbone from {source}: {report}")
+        heads = self._detector_heads(state_dict_tensors(loaded), report)
+        if not heads:
             return None
-        heads, unmapped = mmdet_heads_to_detectron2(state)
-        if unmapped:
-            self.logger.warning(
-                f"{len(unmapped)} mmdet tensors have no detectron2 counterpart and were not loaded: "
-                f"{', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}"
-            )
         prefix = swin_key_prefix(self.model)
         weights = {**{prefix + key: value for key, value in swin.state_dict().items()}, **heads}
-        return super()._load_model({"model": weights, "__author__": "mmdet", "matching_heuristics": False})
+        return super()._load_model({"model": weights, "__author__": report.layout, "matching_heuristics": False})
+
+    def _detector_heads(self, tensors: dict[str, Any], report: LoadReport) -> dict[str, Any]:
+        """The neck and heads of a detector file under this model's names; a warning names what has none."""
+        if is_mmdet_detector(tensors):
+            heads, unmapped = mmdet_heads_to_detectron2(tensors)
+        else:  # detectron2 ports name FPN, RPN and ROI heads as detectron2 does
+            model_keys = self.model.state_dict()
+            heads = {key: tensors[key] for key in report.left_out if key in model_keys and key in tensors}
+            unmapped = [key for key in report.left_out if key not in heads]
+        if unmapped:
+            self.logger.warning(
+                f"{len(unmapped)} tensors outside the backbone have no counterpart in this model and were not "
+                f"loaded: {', '.join(unmapped[:6])}{' ...' if len(unmapped) > 6 else ''}"
+            )
+        return heads
 
     def _fit_backbone_shapes(self, weights: dict[str, Any]) -> None:
         """Resize bias tables of another window size; refuse backbone weights of another variant.

@@ -11,7 +11,7 @@ them, its own channel orders). This module is the one place that knows them all:
 * :func:`is_swin_v2` tells an official V2 state dict from a V1 one.
 
 Pure functions over in-memory dicts (torch only: no file IO, no detectron2, no peer library);
-reading a file is :func:`swin_scratch.checkpoint_io.read_checkpoint`'s job. detectron2 ``.pkl``
+reading a file is :func:`swin_scratch.weights.files.read_checkpoint`'s job. detectron2 ``.pkl``
 files hold numpy arrays: they become tensors here.
 
 Detection: the family whose anchor key the dict holds decides (two found is an error), and the
@@ -37,9 +37,9 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.weights.files import CheckpointError
 
-__all__ = ["LAYOUTS", "Layout", "detect_layout", "is_swin_v2", "to_official"]
+__all__ = ["LAYOUTS", "Layout", "detect_layout", "is_swin_v2", "state_dict_tensors", "to_official"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,8 @@ ANCHORS: dict[str, re.Pattern] = {
     "mmdet": re.compile(r"((?:.+\.)?)stages\.0\.blocks\.0\.attn\.w_msa\.qkv\.weight"),
     "official": re.compile(r"((?:.+\.)?)layers[._]0\.blocks\.0\.attn\.qkv\.weight"),
 }
-HF_MODEL_LEVELS = ("swinv2.", "swin.")  # SwinForImageClassification keeps the Swin under .swin, the classifier beside it
+# SwinForImageClassification keeps the Swin under .swin, the classifier beside it
+HF_MODEL_LEVELS = ("swinv2.", "swin.")
 DETECTRON2_HEADS = ("proposal_generator.", "roi_heads.", "sem_seg_head.")
 
 
@@ -176,7 +177,8 @@ HF_RULES = _rules(
     (r"embeddings\.patch_embeddings\.projection\.(weight|bias)", lambda m: f"patch_embed.proj.{m[1]}"),
     (r"embeddings\.norm\.(weight|bias)", lambda m: f"patch_embed.norm.{m[1]}"),
     (r"embeddings\.position_embeddings", lambda m: "absolute_pos_embed"),
-    (r"encoder\.layers\.(\d+)\.blocks\.(\d+)\.(.+)", lambda m: f"layers.{m[1]}.blocks.{m[2]}.{_rename_start(m[3], HF_BLOCK)}"),
+    (r"encoder\.layers\.(\d+)\.blocks\.(\d+)\.(.+)",
+     lambda m: f"layers.{m[1]}.blocks.{m[2]}.{_rename_start(m[3], HF_BLOCK)}"),
     # HF's downsample sits at the end of stage N, as the official one does: same index
     (r"encoder\.layers\.(\d+)\.downsample\.(.+)", lambda m: f"layers.{m[1]}.downsample.{m[2]}"),
     (r"layernorm\.(weight|bias)", lambda m: f"norm.{m[1]}"),
@@ -187,7 +189,8 @@ HF_RULES = _rules(
 MMDET_BLOCK = (("attn.w_msa.", "attn."), ("ffn.layers.0.0.", "mlp.fc1."), ("ffn.layers.1.", "mlp.fc2."))
 MMDET_RULES = _rules(
     (r"patch_embed\.projection\.(weight|bias)", lambda m: f"patch_embed.proj.{m[1]}"),
-    (r"stages\.(\d+)\.blocks\.(\d+)\.(.+)", lambda m: f"layers.{m[1]}.blocks.{m[2]}.{_rename_start(m[3], MMDET_BLOCK)}"),
+    (r"stages\.(\d+)\.blocks\.(\d+)\.(.+)",
+     lambda m: f"layers.{m[1]}.blocks.{m[2]}.{_rename_start(m[3], MMDET_BLOCK)}"),
     (r"stages\.(\d+)\.downsample\.(.+)", lambda m: f"layers.{m[1]}.downsample.{m[2]}"),  # end of stage N, as official
     (r"(.+)", lambda m: m[1]),  # patch_embed.norm, absolute_pos_embed, norm{i}
 )
@@ -333,7 +336,8 @@ LAYOUTS: dict[str, Layout] = {
             "official-v1", "microsoft/Swin-Transformer (Swin V1; also timm < 0.9)",
             "github.com/microsoft/Swin-Transformer releases, e.g. swin_tiny_patch4_window7_224.pth ({'model': ...})",
             1, "official",
-            f"{_OFFICIAL_ANCHOR} with the patch merging at the end of stage 0 (`layers.0.downsample.*`) or `head.weight`",
+            f"{_OFFICIAL_ANCHOR} with the patch merging at the end of stage 0 (`layers.0.downsample.*`) "
+            "or `head.weight`",
             "none: keys kept; stored relative_position_index / attn_mask buffers dropped",
         ),
         Layout(
@@ -437,7 +441,8 @@ class _Tensors:
 
 def _is_array(value: Any) -> bool:
     """A numpy array (detectron2 .pkl files), recognised without importing numpy."""
-    return not isinstance(value, Tensor) and hasattr(value, "__array__") and hasattr(value, "dtype") and hasattr(value, "shape")
+    return (not isinstance(value, Tensor) and hasattr(value, "__array__") and hasattr(value, "dtype")
+            and hasattr(value, "shape"))
 
 
 def _as_tensor(value: Any) -> Tensor:
@@ -484,6 +489,12 @@ def _unwrap(checkpoint: Any) -> _Tensors:
             f"dict, bare or under 'model' / 'state_dict'"
         )
     return _Tensors(tensors, detectron2_file)
+
+
+def state_dict_tensors(checkpoint: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The tensors of a (wrapped) state dict under their own keys, as :func:`to_official` reads them:
+    wrappers and ``module.`` prefixes removed, numpy arrays made tensors."""
+    return _unwrap(checkpoint).tensors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,7 +656,8 @@ def is_swin_v2(official_state: Mapping[str, Any]) -> bool:
 NOT_SWIN: tuple[tuple[str, re.Pattern], ...] = tuple(
     (description, re.compile(pattern))
     for description, pattern in (
-        ("timm's SwinTransformerV2Cr (swinv2_cr_*: attn.meta_mlp keys), a Swin V2 variant that is not a supported layout",
+        ("timm's SwinTransformerV2Cr (swinv2_cr_*: attn.meta_mlp keys), "
+         "a Swin V2 variant that is not a supported layout",
          r"(^|\.)attn\.meta_mlp\."),
         ("a ResNet (conv1/layer1… keys)", r"(^|\.)(conv1\.weight|layer1\.0\.|res2\.0\.|stem\.conv1\.)"),
         ("a BERT-like text Transformer (embeddings.word_embeddings… keys)", r"(^|\.)word_embeddings\."),

@@ -22,15 +22,20 @@ from torch import Tensor
 Rename = Callable[[re.Match], str]
 
 MMDET_TO_DETECTRON2: list[tuple[re.Pattern, Rename]] = [
-    (re.compile(r"neck\.lateral_convs\.(\d+)\.conv\.(weight|bias)"), lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.{m[2]}"),
-    (re.compile(r"neck\.fpn_convs\.(\d+)\.conv\.(weight|bias)"), lambda m: f"backbone.fpn_output{int(m[1]) + 2}.{m[2]}"),
+    (re.compile(r"neck\.lateral_convs\.(\d+)\.conv\.(weight|bias)"),
+     lambda m: f"backbone.fpn_lateral{int(m[1]) + 2}.{m[2]}"),
+    (re.compile(r"neck\.fpn_convs\.(\d+)\.conv\.(weight|bias)"),
+     lambda m: f"backbone.fpn_output{int(m[1]) + 2}.{m[2]}"),
     (re.compile(r"rpn_head\.rpn_conv\.(weight|bias)"), lambda m: f"proposal_generator.rpn_head.conv.{m[1]}"),
-    (re.compile(r"rpn_head\.rpn_cls\.(weight|bias)"), lambda m: f"proposal_generator.rpn_head.objectness_logits.{m[1]}"),
+    (re.compile(r"rpn_head\.rpn_cls\.(weight|bias)"),
+     lambda m: f"proposal_generator.rpn_head.objectness_logits.{m[1]}"),
     (re.compile(r"rpn_head\.rpn_reg\.(weight|bias)"), lambda m: f"proposal_generator.rpn_head.anchor_deltas.{m[1]}"),
-    (re.compile(r"roi_head\.bbox_head\.shared_fcs\.(\d+)\.(weight|bias)"), lambda m: f"roi_heads.box_head.fc{int(m[1]) + 1}.{m[2]}"),
+    (re.compile(r"roi_head\.bbox_head\.shared_fcs\.(\d+)\.(weight|bias)"),
+     lambda m: f"roi_heads.box_head.fc{int(m[1]) + 1}.{m[2]}"),
     (re.compile(r"roi_head\.bbox_head\.fc_cls\.(weight|bias)"), lambda m: f"roi_heads.box_predictor.cls_score.{m[1]}"),
     (re.compile(r"roi_head\.bbox_head\.fc_reg\.(weight|bias)"), lambda m: f"roi_heads.box_predictor.bbox_pred.{m[1]}"),
-    (re.compile(r"roi_head\.mask_head\.convs\.(\d+)\.conv\.(weight|bias)"), lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}.{m[2]}"),
+    (re.compile(r"roi_head\.mask_head\.convs\.(\d+)\.conv\.(weight|bias)"),
+     lambda m: f"roi_heads.mask_head.mask_fcn{int(m[1]) + 1}.{m[2]}"),
     (re.compile(r"roi_head\.mask_head\.upsample\.(weight|bias)"), lambda m: f"roi_heads.mask_head.deconv.{m[1]}"),
     (re.compile(r"roi_head\.mask_head\.conv_logits\.(weight|bias)"), lambda m: f"roi_heads.mask_head.predictor.{m[1]}"),
 ]

@@ -1,15 +1,23 @@
 """Load Swin checkpoints into a Swin model: the one place foreign Swin weights are translated.
 
-Handles microsoft/Swin-Transformer files (``{"model": ...}``), mmdet/Swin-Transformer-Object-Detection
-files (``{"state_dict": {"backbone.…": …}}``), bare state dicts and ``module.`` prefixes; ignores the
-stored ``relative_position_index`` / ``attn_mask`` buffers; drops heads that do not fit; resizes
-relative position bias tables (other window size) and absolute position embeddings (other image size).
+Any layout of :mod:`.layouts` (official V1/V2, Swin-Transformer-Object-Detection, mmdet, timm,
+torchvision, Hugging Face, detectron2 files), from a path, a URL, a Hugging Face folder or a loaded
+dict, is turned into the official keys, then loaded: bias tables resized to the model's window,
+absolute position embeddings to its image size, classification heads that do not fit dropped.
+
+Nothing is half-loaded in silence: a model parameter the checkpoint does not fill, or a
+checkpoint tensor the model has no place for, is an error naming them, unless the caller asks for
+a partial load (``strict=False``), which then warns with the same names. The exceptions are what a
+checkpoint is expected not to match: a classifier's ``head``/``norm`` loaded into a detection
+backbone, and a detection backbone's per-stage output norms (``norm0``..``norm3``), which ImageNet
+checkpoints do not have.
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -17,22 +25,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from swin_scratch.weights.files import CheckpointError, read_checkpoint
+from swin_scratch.weights.layouts import IGNORED_BUFFERS, Layout, is_swin_v2, to_official
 
 logger = logging.getLogger(__name__)
 
-IGNORED_BUFFERS = ("relative_position_index", "attn_mask")
-# where a Swin backbone's keys start in the official layouts (mmdet detectors put it under ``backbone.``)
-OFFICIAL_SWIN_PREFIXES = ("layers.0.blocks.", "backbone.layers.0.blocks.")
-
-
-def looks_like_official_swin(state_dict: Mapping[str, Any]) -> bool:
-    """True for microsoft/Swin-Transformer (``layers.0.blocks...``) or mmdet (``backbone.layers...``) layouts."""
-    return any(key.startswith(OFFICIAL_SWIN_PREFIXES) for key in state_dict)
+CLASSIFIER_KEYS = re.compile(r"(head|norm)\.(weight|bias)")  # a classifier's own: not part of a detection backbone
+DETECTION_NORM_KEYS = re.compile(r"norm\d+\.(weight|bias)")  # a detection backbone's own: new when fine-tuning
+BLOCK_KEY = re.compile(r"layers\.(\d+)\.blocks\.(\d+)\.")
 
 
 def bias_table_window(table_rows: int) -> int:
     """The window size M of a relative position bias table with (2M-1)² rows."""
     return (math.isqrt(table_rows) + 1) // 2
+
+
+def describe_variant(state: Mapping[str, Any]) -> str:
+    """``V1, embed_dim 96, depths (2, 2, 6, 2)`` for an official-key state dict (model's or checkpoint's)."""
+    stages: dict[int, set[int]] = {}
+    for key in state:
+        match = BLOCK_KEY.match(key)
+        if match:
+            stages.setdefault(int(match[1]), set()).add(int(match[2]))
+    depths = tuple(len(stages[stage]) for stage in sorted(stages))
+    embed = state.get("patch_embed.proj.weight")
+    width = f"embed_dim {embed.shape[0]}, " if embed is not None else ""
+    return f"V{2 if is_swin_v2(state) else 1}, {width}depths {depths}"
 
 
 def variant_mismatch_error(key: str, found: tuple[int, ...], expected: tuple[int, ...], what: str) -> CheckpointError:
@@ -45,43 +62,38 @@ def variant_mismatch_error(key: str, found: tuple[int, ...], expected: tuple[int
 
 @dataclass
 class LoadReport:
+    """What :func:`load_swin_checkpoint` did; ``str()`` is its one log line."""
+
+    layout: str = ""
     loaded: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     resized: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    initialised: list[str] = field(default_factory=list)  # expected to be new: a head, detection output norms
+    left_out: list[str] = field(default_factory=list)  # outside the backbone: a detector's neck and heads
 
     def __str__(self) -> str:
-        def short(keys: list[str]) -> str:
-            return ", ".join(keys[:6]) + (f", ... ({len(keys)} in all)" if len(keys) > 6 else "")
-
-        lines = [f"loaded {len(self.loaded)} tensors"]
-        for name in ("resized", "dropped", "missing", "unexpected"):
+        lines = [f"layout {self.layout}" if self.layout else "", f"loaded {len(self.loaded)} tensors"]
+        for name in ("resized", "dropped", "initialised", "missing", "unexpected", "left_out"):
             keys = getattr(self, name)
             if keys:
-                lines.append(f"{name}: {short(keys)}")
-        return "; ".join(lines)
+                lines.append(f"{name.replace('_', ' ')}: {_short(keys)}")
+        return "; ".join(line for line in lines if line)
 
 
-def swin_state_dict(checkpoint: str | os.PathLike | Mapping[str, Any]) -> dict[str, Tensor]:
-    """The Swin state dict inside any official layout, with ``module.``/``backbone.`` prefixes removed.
+def _short(keys: list[str], count: int = 6) -> str:
+    return ", ".join(keys[:count]) + (f", ... ({len(keys)} in all)" if len(keys) > count else "")
 
-    ``checkpoint`` is a path, an ``http(s)://`` URL (read through :func:`read_checkpoint`) or a loaded dict.
+
+def swin_state_dict(checkpoint: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Tensor], Layout]:
+    """The Swin weights of any layout under official keys, and the layout they came in.
+
+    ``checkpoint`` is a path (a file or a Hugging Face folder), an ``http(s)://`` URL (read through
+    :func:`read_checkpoint`) or a loaded dict.
     """
     state = read_checkpoint(checkpoint) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
-            state = state[wrapper]
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"checkpoint holds a {type(state).__name__}, not a state dict")
-    state = {_strip(key, "module."): value for key, value in state.items() if isinstance(value, Tensor)}
-    if any(key.startswith("backbone.") for key in state):  # mmdet: keep the backbone only
-        state = {key[len("backbone."):]: value for key, value in state.items() if key.startswith("backbone.")}
-    return {key: value for key, value in state.items() if not key.endswith(IGNORED_BUFFERS)}
-
-
-def _strip(key: str, prefix: str) -> str:
-    return key[len(prefix):] if key.startswith(prefix) else key
+    return to_official(state)
 
 
 def resize_relative_position_bias_table(table: Tensor, target_window: int) -> Tensor:
@@ -123,26 +135,76 @@ def _adapt(key: str, value: Tensor, target: Tensor, report: LoadReport) -> Tenso
     raise variant_mismatch_error(key, value.shape, target.shape, "build the matching model")
 
 
-def load_swin_checkpoint(model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, Any]) -> LoadReport:
-    """Load official Swin weights into ``model`` (classification or detection mode); returns and logs a report."""
-    state = swin_state_dict(checkpoint)
+def _check_same_version(model_state: Mapping[str, Tensor], official: Mapping[str, Tensor], layout: Layout) -> None:
+    model_v2, checkpoint_v2 = is_swin_v2(model_state), is_swin_v2(official)
+    if model_v2 != checkpoint_v2:
+        have, want = ("V2", "V1") if checkpoint_v2 else ("V1", "V2")
+        build = "swin_v2_tiny/small/base (MODEL.SWIN.VERSION 2)" if checkpoint_v2 else "swin_tiny/small/base"
+        raise CheckpointError(
+            f"the checkpoint holds Swin {have} weights ({layout.name}) but the model is a Swin {want}: "
+            f"build a Swin {have} model ({build}) for these weights"
+        )
+
+
+def _expected_mismatch(key: str, detection_model: bool) -> bool:
+    """Keys a checkpoint may lack or carry without harm (see the module docstring)."""
+    if detection_model:
+        return bool(CLASSIFIER_KEYS.fullmatch(key) or DETECTION_NORM_KEYS.fullmatch(key))
+    return key.startswith("head.")
+
+
+def load_swin_checkpoint(
+    model: nn.Module, checkpoint: str | os.PathLike | Mapping[str, Any], strict: bool = True
+) -> LoadReport:
+    """Load Swin weights of any layout into ``model`` (classification or detection mode, V1 or V2).
+
+    Returns (and logs) a report naming the layout detected. Raises :class:`CheckpointError` for weights
+    of another architecture, version (V1/V2) or variant, and, with ``strict`` (the default), when any
+    model parameter stays unfilled or any checkpoint tensor has no place in the model; ``strict=False``
+    loads what fits and warns with the names of what did not.
+    """
+    official, layout = swin_state_dict(checkpoint)
     target = model.state_dict()
-    report = LoadReport()
+    _check_same_version(target, official, layout)
+    detection_model = any(DETECTION_NORM_KEYS.fullmatch(key) for key in target)
+    report = LoadReport(layout=layout.name, left_out=list(layout.left_out))
     to_load: dict[str, Tensor] = {}
-    for key, value in state.items():
+    for key, value in official.items():
         if key not in target:
-            if key.startswith("layers.") and ".blocks." in key:
+            if BLOCK_KEY.match(key):
                 raise CheckpointError(
                     f"checkpoint key {key!r} {tuple(value.shape)} has no place in the model: the checkpoint has more "
-                    "blocks (another Swin variant, e.g. Swin-S/B into Swin-T); build the matching model"
+                    f"blocks ({describe_variant(official)}; the model: {describe_variant(target)}); build the "
+                    "matching model"
                 )
-            (report.dropped if key.startswith(("head.", "norm.")) else report.unexpected).append(key)
+            (report.dropped if _expected_mismatch(key, detection_model) else report.unexpected).append(key)
             continue
         adapted = _adapt(key, value, target[key], report)
         if adapted is not None:
             to_load[key] = adapted
-    result = model.load_state_dict(to_load, strict=False)
+    model.load_state_dict(to_load, strict=False)
     report.loaded = sorted(to_load)
-    report.missing = sorted(k for k in result.missing_keys if not k.endswith(IGNORED_BUFFERS))
+    not_loaded = [key for key in target if key not in to_load and not key.endswith(IGNORED_BUFFERS)]
+    report.initialised = sorted(key for key in not_loaded if _expected_mismatch(key, detection_model))
+    report.missing = sorted(key for key in not_loaded if not _expected_mismatch(key, detection_model))
+    _enforce_complete(report, official, target, strict)
     logger.info("load_swin_checkpoint: %s", report)
     return report
+
+
+def _enforce_complete(report: LoadReport, official: Mapping[str, Tensor], target: Mapping[str, Tensor],
+                      strict: bool) -> None:
+    if not (report.missing or report.unexpected):
+        return
+    problem = "; ".join(
+        f"{len(keys)} {what}: {_short(keys, 4)}"
+        for what, keys in (("model parameters the checkpoint does not fill", report.missing),
+                           ("checkpoint tensors with no place in the model", report.unexpected))
+        if keys
+    )
+    message = (f"incomplete load of a {report.layout} checkpoint ({describe_variant(official)}) into the model "
+               f"({describe_variant(target)}): {problem}")
+    if strict:
+        raise CheckpointError(message + "; build the matching model, or pass strict=False for a deliberate "
+                              "partial load")
+    logger.warning("load_swin_checkpoint (strict=False): %s", message)

@@ -211,7 +211,7 @@ def test_an_official_mmdet_coco_checkpoint_url_evaluates_with_every_head_loaded(
         )
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
-    assert "Loaded official Swin weights into the backbone" in log
+    assert "Loaded Swin weights into the backbone" in log and "layout mmdet-official" in log
     assert "Evaluation results for bbox" in log and "Evaluation results for segm" in log
 
 
