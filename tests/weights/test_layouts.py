@@ -18,8 +18,8 @@ from timm.models.swin_transformer import SwinTransformer as TimmSwin
 from timm.models.swin_transformer_v2 import SwinTransformerV2 as TimmSwinV2
 from torchvision.models import swin_transformer as tv_swin
 
-from swin_scratch.weights.files import CheckpointError, read_checkpoint
 from swin_scratch.models.swin import SwinTransformer, swin_tiny
+from swin_scratch.weights.files import CheckpointError, read_checkpoint
 from swin_scratch.weights.layouts import LAYOUTS, detect_layout, is_swin_v2, to_official, unfold_to_concat_order
 
 try:
