@@ -178,8 +178,23 @@ def hf_folder_config(path_or_url: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def _storage_from_bytes(data: bytes) -> Any:
+    """A tensor storage pickled by plain ``pickle`` (its bytes are a ``torch.save`` file): read with
+    ``weights_only=True``, where torch's own ``_load_from_bytes`` would run any pickle inside."""
+    import io
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """detectron2 model-zoo ``.pkl`` files hold numpy arrays in dicts; nothing else may be built."""
+    """detectron2 ``.pkl`` files hold numpy arrays (model zoo, SwinT_detectron2) or torch tensors
+    pickled by plain ``pickle`` (Mask2Former's converter) in dicts; nothing else may be built."""
+
+    # the two functions a plainly pickled tensor is rebuilt with; the storage one is read safely
+    TENSOR_REBUILDERS = {
+        ("torch._utils", "_rebuild_tensor_v2"): None,
+        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+    }
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
@@ -192,6 +207,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     }
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.TENSOR_REBUILDERS:
+            return self.TENSOR_REBUILDERS[module, name] or super().find_class(module, name)
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a weights file")
         return super().find_class(module, name)
