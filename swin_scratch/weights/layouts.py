@@ -69,15 +69,19 @@ ANCHORS: dict[str, re.Pattern] = {
 # SwinForImageClassification keeps the Swin under .swin, the classifier beside it
 HF_MODEL_LEVELS = ("swinv2.", "swin.")
 DETECTRON2_HEADS = ("proposal_generator.", "roi_heads.", "sem_seg_head.")
+# the parts of a detector or segmenter beside its backbone, when they share the backbone's key prefix
+DETECTOR_PARTS = DETECTRON2_HEADS + ("neck.", "rpn_head.", "roi_head.", "bbox_head.", "mask_head.", "decode_head.",
+                                     "auxiliary_head.", "fpn_", "top_block.")
 
 
 @dataclass(frozen=True)
 class Layout:
     """One way of writing Swin weights, as a row of :data:`LAYOUTS`.
 
-    ``prefix`` and ``left_out`` describe one state dict: :func:`detect_layout` fills in where the
-    backbone keys sit, :func:`to_official` also the keys it did not convert (detector necks and
-    heads, foreign extras), sorted.
+    ``prefix``, ``left_out`` and ``unplaced`` describe one state dict: :func:`detect_layout` fills in
+    where the backbone keys sit, :func:`to_official` also the keys it did not convert (detector necks
+    and heads, foreign extras), sorted, and among them those that look like part of the backbone but
+    have no official counterpart (``unplaced``: a loader must not drop them in silence).
     """
 
     name: str  # what the loader prints, e.g. "timm-v1"
@@ -89,6 +93,7 @@ class Layout:
     conversion: str  # what to_official does to it
     prefix: str = ""
     left_out: tuple[str, ...] = field(default=(), repr=False)
+    unplaced: tuple[str, ...] = field(default=(), repr=False)
 
     def __str__(self) -> str:
         where = f", backbone under {self.prefix!r}" if self.prefix else ""
@@ -625,10 +630,11 @@ def to_official(state: Mapping[str, Any], layout: Layout | None = None) -> tuple
     official = {key: value for key, value in converted.items() if OFFICIAL_KEY.fullmatch(key)}
     foreign = [key for key in converted if key not in official]
     left_out = tuple(sorted(outside + [prefix + key for key in unconverted + foreign]))
+    unplaced = tuple(sorted(prefix + key for key in unconverted + foreign if not key.startswith(DETECTOR_PARTS)))
     _check_converted(official, found)
     if left_out:
         logger.info("to_official: %s; %d keys left out: %s", found, len(left_out), _first(list(left_out)))
-    return official, replace(found, left_out=left_out)
+    return official, replace(found, left_out=left_out, unplaced=unplaced)
 
 
 def _check_converted(official: Mapping[str, Tensor], layout: Layout) -> None:

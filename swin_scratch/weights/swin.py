@@ -167,7 +167,8 @@ def load_swin_checkpoint(
     target = model.state_dict()
     _check_same_version(target, official, layout)
     detection_model = any(DETECTION_NORM_KEYS.fullmatch(key) for key in target)
-    report = LoadReport(layout=layout.name, left_out=list(layout.left_out))
+    report = LoadReport(layout=layout.name, left_out=[key for key in layout.left_out if key not in layout.unplaced],
+                        unexpected=list(layout.unplaced))
     to_load: dict[str, Tensor] = {}
     for key, value in official.items():
         if key not in target:

@@ -1,5 +1,5 @@
-"""load_swin_checkpoint: official formats, buffers, heads, window/APE resizing, clear variant errors;
-and the convert tool for detectron2's MODEL.WEIGHTS."""
+"""load_swin_checkpoint: official formats, buffers, heads, window/APE resizing, clear variant errors,
+nothing half-loaded in silence."""
 from __future__ import annotations
 
 import pytest
@@ -120,36 +120,46 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     assert not (tmp_path / "marker").exists()
 
 
-def test_convert_tool_output_loads_into_the_detectron2_model_and_reproduces_features(tmp_path):
-    from detectron2.modeling import build_model
+def test_a_checkpoint_missing_backbone_tensors_is_an_error_naming_them():
+    state = official_state(classifier())
+    del state["layers.1.blocks.0.mlp.fc1.weight"]
+    with pytest.raises(CheckpointError, match=r"incomplete load .* 1 model parameters the checkpoint does not fill: "
+                                              r"layers\.1\.blocks\.0\.mlp\.fc1\.weight"):
+        load_swin_checkpoint(classifier(), state)
 
-    from swin_scratch.detection.backbone import swin_module
-    from swin_scratch.detection.checkpointer import SwinCheckpointer
-    from swin_scratch.detection.config import get_swin_cfg
-    from swin_scratch.detection.convert import convert_swin_checkpoint
 
-    overrides = ["MODEL.SWIN.EMBED_DIM", "16", "MODEL.SWIN.DEPTHS", "[2, 2, 2, 2]",
-                 "MODEL.SWIN.NUM_HEADS", "[1, 2, 2, 4]"]
-    cfg = get_swin_cfg("swin_shapes.yaml", overrides)
-    source = backbone()
-    mmdet_file = tmp_path / "mmdet_coco.pth"
-    torch.save({"state_dict": {f"backbone.{k}": v for k, v in official_state(source).items()}}, mmdet_file)
-    imagenet_file = tmp_path / "imagenet.pth"
-    torch.save({"model": official_state(classifier())}, imagenet_file)
+def test_a_checkpoint_tensor_with_no_place_in_the_model_is_an_error_naming_it():
+    state = {**official_state(classifier()), "layers.0.blocks.0.attn.extra_scale": torch.ones(1)}
+    with pytest.raises(CheckpointError, match=r"checkpoint tensors with no place in the model: .*extra_scale"):
+        load_swin_checkpoint(classifier(), state)
 
-    for source_file in (mmdet_file, imagenet_file):
-        result = convert_swin_checkpoint(source_file, cfg, tmp_path / "converted.pth")
-        assert result["prefix"] == "backbone.bottom_up.swin."
-    convert_swin_checkpoint(mmdet_file, cfg, tmp_path / "converted.pth")
-    model = build_model(cfg)
-    SwinCheckpointer(model).load(str(tmp_path / "converted.pth"))
-    image = torch.rand(1, 3, 96, 128)
-    with torch.no_grad():
-        for expected, actual in zip(source.eval()(image), swin_module(model).eval()(image)):
-            assert torch.equal(expected, actual)
-    # MODEL.WEIGHTS may also name the official file directly
-    direct = build_model(cfg)
-    SwinCheckpointer(direct).load(str(mmdet_file))
-    with torch.no_grad():
-        for expected, actual in zip(source(image), swin_module(direct).eval()(image)):
-            assert torch.equal(expected, actual)
+
+def test_strict_false_loads_what_fits_and_warns_with_the_names(caplog):
+    state = official_state(classifier())
+    del state["layers.1.blocks.0.mlp.fc1.weight"]
+    model = classifier()
+    with caplog.at_level("WARNING"):
+        report = load_swin_checkpoint(model, state, strict=False)
+    assert report.missing == ["layers.1.blocks.0.mlp.fc1.weight"]
+    assert "layers.1.blocks.0.mlp.fc1.weight" in caplog.text and "strict=False" in caplog.text
+    kept = "layers.1.blocks.0.mlp.fc2.weight"
+    assert torch.equal(model.state_dict()[kept], state[kept])
+
+
+def test_fewer_blocks_than_the_model_names_both_variants():
+    shallow = SwinTransformer(**{**TINY, "depths": (2, 2, 1, 2)}, num_classes=10)
+    with pytest.raises(CheckpointError, match=r"depths \(2, 2, 1, 2\)\) into the model \(V1, embed_dim 16, "
+                                              r"depths \(2, 2, 2, 2\)\)"):
+        load_swin_checkpoint(classifier(), shallow.state_dict())
+
+
+def test_a_resnet_state_dict_says_what_it_looks_like():
+    from torchvision.models import resnet18
+
+    with pytest.raises(CheckpointError, match=r"not a Swin checkpoint: it looks like a ResNet"):
+        load_swin_checkpoint(classifier(), resnet18().state_dict())
+
+
+def test_the_report_names_the_layout_it_read():
+    report = load_swin_checkpoint(classifier(), {"model": official_state(classifier())})
+    assert report.layout == "official-v1" and str(report).startswith("layout official-v1; loaded")
