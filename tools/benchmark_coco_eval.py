@@ -55,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|")
     for timing in timings:
         slow, fast = timing.median("pycocotools"), timing.median("faster")
-        print(f"| {timing.iou_type} | {slow:.3f} | {fast:.3f} | {slow / fast:.1f}x | {differences[timing.iou_type]:.1e} |")
+        print(f"| {timing.iou_type} | {slow:.3f} | {fast:.3f} | {slow / fast:.1f}x | "
+              f"{differences[timing.iou_type]:.1e} |")
     return 0
 
 

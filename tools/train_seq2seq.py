@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     metrics = train(config, args.output)
     print(f"{metrics['arch']}: exact match {100 * metrics['exact_match']:.1f}% on {config.val_size} held-out strings "
           f"(beam {config.num_beams}); training {metrics['train_seconds']} s, total {metrics['total_seconds']} s")
-    print(f"wrote {args.output}/{metrics['arch']}.pth, {metrics['loss_curve']}, {args.output}/{metrics['arch']}_metrics.json")
+    print(f"wrote {args.output}/{metrics['arch']}.pth, {metrics['loss_curve']}, "
+          f"{args.output}/{metrics['arch']}_metrics.json")
     return 0
 
 

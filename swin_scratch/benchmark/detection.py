@@ -81,7 +81,8 @@ def backbone_rows(height: int, width: int, rounds: int) -> list[list[str]]:
         model.zero_grad(set_to_none=True)
 
     latency = interleaved_medians({n: (lambda m=m: infer(m)) for n, m in models.items()}, rounds=rounds, warmup=1)
-    step = interleaved_medians({n: (lambda m=m: forward_backward(m)) for n, m in models.items()}, rounds=rounds, warmup=1)
+    step = interleaved_medians({n: (lambda m=m: forward_backward(m)) for n, m in models.items()},
+                               rounds=rounds, warmup=1)
     swin = "Swin-T"
     return [[label, f"{latency[label] * 1000:.0f}", f"{step[label] * 1000:.0f}",
              "" if label == swin else f"{latency[swin] / latency[label]:.2f}",
@@ -110,7 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("--width", type=int, default=1216)
     parser.add_argument("--markdown", type=Path, metavar="FILE.md", help="also write the report here")
     parser.add_argument("--profile", action="store_true",
-                        help="instead of timing: one inference per model under torch.profiler, top ops by self CPU time")
+                        help="instead of timing: one inference per model under torch.profiler, "
+                        "top ops by self CPU time")
     args = parser.parse_args(argv)
     reuse_freed_memory()  # both models, as tools/train_net.py runs them
     machine = describe_machine(args.threads)
@@ -143,19 +145,26 @@ def main(argv=None) -> int:
 
     load = {n: f"{train_step(m):.0f} / {infer(m)}" for n, m in models.items()}
 
-    step = interleaved_medians({n: (lambda m=m: train_step(m)) for n, m in models.items()}, rounds=max(2, args.rounds // 2), warmup=1)
+    step = interleaved_medians({n: (lambda m=m: train_step(m)) for n, m in models.items()},
+                               rounds=max(2, args.rounds // 2), warmup=1)
     memory = {name: training_peak_rss_mib(name, args) for name in models}
     as_run = {name: training_peak_rss_mib(name, args, live_tensors_only=False) for name in models}
     rows = [
-        ["Mask R-CNN Swin-T FPN", f"{params['swin_t']:.1f}", load["swin_t"], f"{latency['swin_t'] * 1000:.0f}", f"{step['swin_t'] * 1000:.0f}", f"{memory['swin_t']:.0f}", f"{as_run['swin_t']:.0f}"],
-        ["Mask R-CNN R50-FPN (detectron2)", f"{params['r50']:.1f}", load["r50"], f"{latency['r50'] * 1000:.0f}", f"{step['r50'] * 1000:.0f}", f"{memory['r50']:.0f}", f"{as_run['r50']:.0f}"],
-        ["ratio Swin-T / R50", "", "", f"{latency['swin_t'] / latency['r50']:.2f}", f"{step['swin_t'] / step['r50']:.2f}", f"{memory['swin_t'] / memory['r50']:.2f}", f"{as_run['swin_t'] / as_run['r50']:.2f}"],
+        ["Mask R-CNN Swin-T FPN", f"{params['swin_t']:.1f}", load["swin_t"], f"{latency['swin_t'] * 1000:.0f}",
+         f"{step['swin_t'] * 1000:.0f}", f"{memory['swin_t']:.0f}", f"{as_run['swin_t']:.0f}"],
+        ["Mask R-CNN R50-FPN (detectron2)", f"{params['r50']:.1f}", load["r50"], f"{latency['r50'] * 1000:.0f}",
+         f"{step['r50'] * 1000:.0f}", f"{memory['r50']:.0f}", f"{as_run['r50']:.0f}"],
+        ["ratio Swin-T / R50", "", "", f"{latency['swin_t'] / latency['r50']:.2f}",
+         f"{step['swin_t'] / step['r50']:.2f}", f"{memory['swin_t'] / memory['r50']:.2f}",
+         f"{as_run['swin_t'] / as_run['r50']:.2f}"],
     ]
     backbones = backbone_rows(args.height, args.width, args.rounds)
     report = (
-        f"{machine.line()}\n\nCPU, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds\n\n"
-        + markdown_table(["model", "params (M)", "head load: train ROIs / detections", "inference (ms)", "train step (ms)",
-                          "train peak RSS, live tensors (MiB)", "train peak RSS, as the tools run (MiB)"], rows)
+        f"{machine.line()}\n\n"
+        f"CPU, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds\n\n"
+        + markdown_table(["model", "params (M)", "head load: train ROIs / detections", "inference (ms)",
+                          "train step (ms)", "train peak RSS, live tensors (MiB)",
+                          "train peak RSS, as the tools run (MiB)"], rows)
         + "\n\nBackbone alone (no FPN), batch 1, same input\n\n"
         + markdown_table(["backbone", "inference (ms)", "forward+backward (ms)", "Swin-T ÷ this, inference",
                           "Swin-T ÷ this, forward+backward"], backbones)
@@ -178,7 +187,8 @@ def inference_profiles(height: int, width: int, top: int = 12) -> str:
             model(inputs)  # warm-up
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_stack=True) as prof:
                 model(inputs)
-        table = prof.key_averages(group_by_stack_n=3).table(sort_by="self_cpu_time_total", row_limit=top, max_name_column_width=40)
+        table = prof.key_averages(group_by_stack_n=3).table(sort_by="self_cpu_time_total", row_limit=top,
+                                                            max_name_column_width=40)
         sections.append(f"### {name}, inference {height}x{width}\n\n```\n{table}\n```\n")
     return "\n".join(sections)
 
@@ -194,7 +204,8 @@ def kept_for_backward_table(height: int, width: int) -> str:
         if name:
             tail = name.split("blocks.")[-1].split(".", 1) if "blocks." in name else ["", name.split(".")[-1]]
             part = tail[1] if len(tail) > 1 and tail[1] else "block (window gathers, residual adds)"
-            part = {"attn": "attn (attention core: q·k, softmax, ·v)", "mlp": "mlp (fc1 output, for the GELU)"}.get(part, part)
+            part = {"attn": "attn (attention core: q·k, softmax, ·v)",
+                    "mlp": "mlp (fc1 output, for the GELU)"}.get(part, part)
             module.register_forward_pre_hook(partial(_enter, running, part))
             module.register_forward_hook(partial(_leave, running))
 
@@ -212,7 +223,8 @@ def kept_for_backward_table(height: int, width: int) -> str:
     total = sum(by_part.values())
     rows = [[part, f"{size / 2**20:.0f}", f"{100 * size / total:.0f}%"]
             for part, size in sorted(by_part.items(), key=lambda item: -item[1]) if size >= total / 100]
-    return markdown_table([f"Swin-T backbone, kept for backward ({total / 2**20:.0f} MiB in all)", "MiB", "share"], rows)
+    return markdown_table([f"Swin-T backbone, kept for backward ({total / 2**20:.0f} MiB in all)", "MiB", "share"],
+                          rows)
 
 
 def _enter(running: list[str], part: str, module, inputs) -> None:
@@ -229,7 +241,8 @@ def training_peak_rss_mib(name: str, args, live_tensors_only: bool = True) -> fl
     code = (
         "import sys, torch; sys.argv = ['x']\n"
         f"torch.set_num_threads({args.threads}); torch.manual_seed(0)\n"
-        "from swin_scratch.benchmark.detection import build, training_batch\nfrom swin_scratch.benchmark.timing import peak_rss_mib\n"
+        "from swin_scratch.benchmark.detection import build, training_batch\n"
+        "from swin_scratch.benchmark.timing import peak_rss_mib\n"
         "from swin_scratch.memory import reuse_freed_memory\nfrom detectron2.utils.events import EventStorage\n"
         + ("" if live_tensors_only else "reuse_freed_memory()\n")
         + f"m = build({name!r}).train(); b = training_batch({args.height}, {args.width})\n"

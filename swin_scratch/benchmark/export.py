@@ -29,7 +29,8 @@ def onnxruntime_vs_eager(sizes=((224, 224), (800, 1216)), rounds: int = 10, thre
                 with torch.inference_mode():
                     model(images)
 
-            medians = interleaved_medians({"eager": eager, "onnxruntime": lambda: session.run(None, feed)}, rounds=rounds)
+            medians = interleaved_medians({"eager": eager, "onnxruntime": lambda: session.run(None, feed)},
+                                          rounds=rounds)
             rows.append([f"{height}×{width}", f"{medians['eager'] * 1000:.1f}", f"{medians['onnxruntime'] * 1000:.1f}",
                          f"{medians['eager'] / medians['onnxruntime']:.2f}"])
     return markdown_table(["Swin-T backbone, batch 1", "eager PyTorch (ms)", "onnxruntime (ms)", "speed-up"], rows)

@@ -73,7 +73,8 @@ def cpu_model_and_flags() -> tuple[str, set[str]]:
             text = cpuinfo.read()
     except OSError:
         return platform.processor() or platform.machine(), set()
-    fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+    pairs = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in pairs}
     return fields.get("model name", platform.machine()), set(fields.get("flags", "").split())
 
 

@@ -68,7 +68,9 @@ def validate_ground_truth(
     name = _describe(source, "ground truth")
     if not isinstance(dataset, dict):
         hint = " (a list looks like a results file; pass it as the results)" if isinstance(dataset, list) else ""
-        raise EvaluationInputError(f"{name} is not a COCO dataset: expected a JSON object, got {type(dataset).__name__}{hint}")
+        raise EvaluationInputError(
+            f"{name} is not a COCO dataset: expected a JSON object, got {type(dataset).__name__}{hint}"
+        )
     missing = [key for key in GT_REQUIRED_KEYS if key not in dataset]
     if missing == ["annotations"]:
         raise EvaluationInputError(
@@ -101,7 +103,8 @@ def validate_ground_truth(
             )
         if ann["category_id"] not in category_ids:
             raise EvaluationInputError(
-                f"{name}: annotation id {ann['id']} has category_id {ann['category_id']!r}, which is not in 'categories'"
+                f"{name}: annotation id {ann['id']} has category_id {ann['category_id']!r}, "
+                "which is not in 'categories'"
             )
 
 
@@ -175,7 +178,9 @@ def validate_results(
                 )
                 raise EvaluationInputError(f"{name}: detection {index} has no {key!r}{hint}")
         if "bbox" in det and (not isinstance(det["bbox"], (list, tuple)) or len(det["bbox"]) != 4):
-            raise EvaluationInputError(f"{name}: detection {index} has bbox {det['bbox']!r}; expected [x, y, width, height]")
+            raise EvaluationInputError(
+                f"{name}: detection {index} has bbox {det['bbox']!r}; expected [x, y, width, height]"
+            )
 
     image_ids = {image["id"] for image in dataset["images"]}
     unknown_images = Counter(det["image_id"] for det in results if det["image_id"] not in image_ids)
@@ -216,7 +221,9 @@ def find_results_file(path: str | os.PathLike, dataset_name: str | None = None) 
     if path.is_file():
         return path, _dataset_from_folder(path.parent)
     if not path.exists():
-        raise EvaluationInputError(f"results path {str(path)!r} does not exist; give a results JSON or an output directory")
+        raise EvaluationInputError(
+            f"results path {str(path)!r} does not exist; give a results JSON or an output directory"
+        )
     if dataset_name and (path / "inference" / dataset_name / RESULTS_FILE_NAME).is_file():
         return path / "inference" / dataset_name / RESULTS_FILE_NAME, dataset_name
     for candidate in (path / RESULTS_FILE_NAME, path / "inference" / RESULTS_FILE_NAME):

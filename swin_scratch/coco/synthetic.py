@@ -48,7 +48,8 @@ def make_synthetic_coco(
                 "iscrowd": int(rng.random() < 0.01),
                 "segmentation": [_octagon(*bbox)],
             })
-    categories = [{"id": c, "name": f"class_{c:02d}", "supercategory": "synthetic"} for c in range(1, num_categories + 1)]
+    categories = [{"id": c, "name": f"class_{c:02d}", "supercategory": "synthetic"}
+                  for c in range(1, num_categories + 1)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
@@ -92,7 +93,8 @@ def jittered_detections(
         for _ in range(copies):
             dx, dy, dw, dh = rng.normal(0.0, jitter * hardness, 4)
             category = ann["category_id"] if rng.random() > 0.05 else int(rng.choice(category_ids))
-            add(ann["image_id"], category, x + dx * w, y + dy * h, w * (1 + dw), h * (1 + dh), float(rng.uniform(0.05, 1.0)))
+            add(ann["image_id"], category, x + dx * w, y + dy * h, w * (1 + dw), h * (1 + dh),
+                float(rng.uniform(0.05, 1.0)))
     for image_id, image in images.items():
         for _ in range(int(rng.poisson(false_positives_per_image))):
             w, h = rng.uniform(8, 150, 2)

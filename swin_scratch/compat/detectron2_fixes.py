@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-MISSING_EXTENSION_MODULE = '''"""Stand-in for detectron2._C when the compiled extension is not built (added by swin_scratch).
+MISSING_EXTENSION_MODULE = (
+    '''"""Stand-in for detectron2._C when the compiled extension is not built (added by swin_scratch).
 
 Importing modules that reference the extension works; calling one of its ops raises a clear error.
 """
@@ -44,6 +45,7 @@ class MissingCompiledExtension:
 
 _C = MissingCompiledExtension()
 '''
+)
 
 LAZY_C_IMPORT = (
     "try:\n"
@@ -139,7 +141,8 @@ FIXES: tuple[SourceFix, ...] = (
         "optional so TracingAdapter and the TorchScript helpers (torch.jit / ONNX export) work",
         _replace(
             "\nfrom .api import *\n",  # unindented: upstream main already imports it conditionally
-            "\ntry:\n    from .api import *\nexcept ImportError:  # swin_scratch: caffe2 left PyTorch; Caffe2 export unavailable\n    pass\n",
+            "\ntry:\n    from .api import *\n"
+            "except ImportError:  # swin_scratch: caffe2 left PyTorch; Caffe2 export unavailable\n    pass\n",
         ),
     ),
     SourceFix(
@@ -154,7 +157,8 @@ FIXES: tuple[SourceFix, ...] = (
         _replace_each(
             ("import pkg_resources\n", ""),
             (
-                'cfg_file = pkg_resources.resource_filename(\n        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )',
+                'cfg_file = pkg_resources.resource_filename(\n'
+                '        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )',
                 'cfg_file = os.path.join(os.path.dirname(__file__), "configs", config_path)',
             ),
         ),

@@ -52,7 +52,9 @@ def check_datasets_available(dataset_names: list[str]) -> None:
     for name in dataset_names:
         if name not in DatasetCatalog.list():
             known = [n for n in DatasetCatalog.list() if n.startswith(("coco_2017", "shapes"))]
-            raise DatasetNotFoundError(f"dataset {name!r} is not registered; registered ones include {', '.join(known)}")
+            raise DatasetNotFoundError(
+                f"dataset {name!r} is not registered; registered ones include {', '.join(known)}"
+            )
         metadata = MetadataCatalog.get(name)
         json_file = getattr(metadata, "json_file", None)
         image_root = getattr(metadata, "image_root", None)

@@ -187,7 +187,9 @@ def format_summary(result: CocoEvalResult) -> str:
         title = "Average Precision" if metric == "AP" else "Average Recall"
         value = result.summary[name]
         value = -1.0 if math.isnan(value) else value / 100.0
-        lines.append(f" {title:<18} ({metric}) @[ IoU={iou:<9} | area={area:>6s} | maxDets={max_dets:>3d} ] = {value:0.3f}")
+        lines.append(
+            f" {title:<18} ({metric}) @[ IoU={iou:<9} | area={area:>6s} | maxDets={max_dets:>3d} ] = {value:0.3f}"
+        )
     return "\n".join(lines)
 
 

@@ -55,9 +55,10 @@ STAGE_STRIDES = (4, 8, 16, 32)
 def shift_regime(height: int, width: int, window_size: int) -> tuple[bool, ...]:
     """Which stage dimensions fit in one window (and so run without the cyclic shift).
 
-    That decision (docs/swin.md, "a stage that fits one window is not shifted") is a Python branch, frozen into a trace: an export
-    serves exactly the sizes whose regime equals its trace size's regime. For H, W >= 32 * (M + 1)
-    (256 for window 7) no stage fits in one window, so one export serves all of them.
+    That decision (docs/swin.md, "a stage that fits one window is not shifted") is a Python branch,
+    frozen into a trace: an export serves exactly the sizes whose regime equals its trace size's
+    regime. For H, W >= 32 * (M + 1) (256 for window 7) no stage fits in one window, so one export
+    serves all of them.
     """
     regime = []
     for stride in STAGE_STRIDES:
@@ -77,7 +78,8 @@ def check_export_size(height: int, width: int, window_size: int = 7, trace_size:
         raise ExportError(
             f"input size {height}x{width} cannot run on an export traced at {trace_size[0]}x{trace_size[1]}: "
             f"some stage fits in one window at one size and not at the other, which changes the graph "
-            f"(window {window_size}). Export at a size of the same kind; sizes >= {smallest}x{smallest} all share one export"
+            f"(window {window_size}). Export at a size of the same kind; "
+            f"sizes >= {smallest}x{smallest} all share one export"
         )
 
 
@@ -127,7 +129,9 @@ def verify_backbone(model: nn.Module, path: str | Path, images: Tensor, toleranc
     worst = 0.0
     for e, a in zip(expected, actual):
         if e.shape != a.shape:
-            raise ExportError(f"{path}: output shape {tuple(a.shape)} != eager {tuple(e.shape)} at input {tuple(images.shape)}")
+            raise ExportError(
+                f"{path}: output shape {tuple(a.shape)} != eager {tuple(e.shape)} at input {tuple(images.shape)}"
+            )
         worst = max(worst, relative_error(e, a))
     result = Verification(export_format(path), tuple(images.shape), worst, tolerance)
     if not result.ok:

@@ -68,7 +68,8 @@ def run_exported_detector(path: str | Path, image: Tensor) -> list[Tensor]:
     if list(image.shape) != meta["image_shape"]:
         raise ExportError(
             f"{path} was traced at image shape {tuple(meta['image_shape'])}; exported detectors only accept that "
-            f"size (got {tuple(image.shape)}). Resize/pad to it, or export the backbone, which takes any multiple of 32."
+            f"size (got {tuple(image.shape)}). Resize/pad to it, or export the backbone, which takes any "
+            "multiple of 32."
         )
     return run_exported(path, image)
 

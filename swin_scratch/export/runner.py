@@ -25,7 +25,9 @@ def export_format(path: str | Path) -> str:
     return "onnx" if Path(path).suffix == ".onnx" else "torchscript"
 
 
-def write_export(module: nn.Module, inputs: tuple[Tensor, ...], output: str | Path, fmt: str, **onnx_options: Any) -> Path:
+def write_export(
+    module: nn.Module, inputs: tuple[Tensor, ...], output: str | Path, fmt: str, **onnx_options: Any
+) -> Path:
     """Trace ``module`` on ``inputs`` and write it as TorchScript or ONNX (``onnx_options``: names, dynamic axes)."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; use 'torchscript' or 'onnx'")

@@ -25,7 +25,8 @@ class WindowGeometry(NamedTuple):
 
     ``shift_height``/``shift_width`` are 0 along a dimension whose padded size fits in one window:
     there is nothing to connect across windows. That matches official Swin classification and
-    torchvision; the official detection backbone still shifts and masks there (docs/swin.md, "a stage that fits one window is not shifted").
+    torchvision; the official detection backbone still shifts and masks there (docs/swin.md, "a stage
+    that fits one window is not shifted").
     """
 
     window_size: int
@@ -117,7 +118,8 @@ def merge_windows(windows: Tensor, layout: WindowLayout, height: int, width: int
         return torch.roll(padded, (geometry.shift_height, geometry.shift_width), (1, 2))[:, :height, :width]
     batch, num_windows, tokens, channels = windows.shape
     rows = _per_image(layout.token_slots, batch, num_windows * tokens)
-    return windows.reshape(batch * num_windows * tokens, channels).index_select(0, rows).view(batch, height, width, channels)
+    flat = windows.reshape(batch * num_windows * tokens, channels)
+    return flat.index_select(0, rows).view(batch, height, width, channels)
 
 
 def _window_slots(rows: Tensor, cols: Tensor, geometry: WindowGeometry) -> Tensor:

@@ -85,6 +85,7 @@ def bert_parameter_breakdown(model: BertModel) -> dict[str, int]:
     def count(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
 
-    parts = {"embeddings": count(model.embeddings), "encoder layers": count(model.encoder), "pooler": count(model.pooler)}
+    parts = {"embeddings": count(model.embeddings), "encoder layers": count(model.encoder),
+             "pooler": count(model.pooler)}
     parts["total"] = sum(parts.values())
     return parts

@@ -59,7 +59,9 @@ class _Recurrent(nn.Module):
     def cell(self, gates_x: Tensor, state: State, weight_hh: Tensor, bias_hh: Optional[Tensor]) -> State:
         raise NotImplementedError
 
-    def _run_direction(self, x: Tensor, lengths: Tensor, state: State, suffix: str, reverse: bool) -> tuple[Tensor, State]:
+    def _run_direction(
+        self, x: Tensor, lengths: Tensor, state: State, suffix: str, reverse: bool
+    ) -> tuple[Tensor, State]:
         """x (B, T, in) -> outputs (B, T, H), final state; steps past a sequence's length are skipped."""
         weight_ih, weight_hh = getattr(self, f"weight_ih{suffix}"), getattr(self, f"weight_hh{suffix}")
         bias_ih = getattr(self, f"bias_ih{suffix}") if self.bias else None

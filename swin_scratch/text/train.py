@@ -34,8 +34,8 @@ class TrainConfig:
 
 def build_model(arch: str) -> nn.Module:
     if arch == "transformer":
-        return Transformer(VOCAB_SIZE, VOCAB_SIZE, embed_dim=64, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
-                           dim_feedforward=128, dropout=0.0, max_len=64)
+        return Transformer(VOCAB_SIZE, VOCAB_SIZE, embed_dim=64, num_heads=4, num_encoder_layers=2,
+                           num_decoder_layers=2, dim_feedforward=128, dropout=0.0, max_len=64)
     if arch == "lstm":
         return LSTMSeq2Seq(VOCAB_SIZE, hidden_size=128)
     raise ValueError(f"--arch must be 'transformer' or 'lstm', got {arch!r}")
@@ -43,7 +43,8 @@ def build_model(arch: str) -> nn.Module:
 
 def exact_match(model: nn.Module, sources: list[list[int]], num_beams: int, batch_size: int = 100) -> float:
     model.eval()
-    config = GenerationConfig(num_beams=num_beams, max_length=max(map(len, sources)) + 2, bos_id=BOS, eos_id=EOS, pad_id=PAD)
+    config = GenerationConfig(num_beams=num_beams, max_length=max(map(len, sources)) + 2,
+                              bos_id=BOS, eos_id=EOS, pad_id=PAD)
     correct = 0
     for start in range(0, len(sources), batch_size):
         chunk = sources[start : start + batch_size]
@@ -87,7 +88,8 @@ def train(config: TrainConfig, output_dir: str | Path, progress: bool = True) ->
     torch.save({"model": model.state_dict(), "config": asdict(config)}, output_dir / f"{config.arch}.pth")
     plot = _plot_losses(losses, output_dir / f"{config.arch}_loss.png", config.arch)
     metrics = {"arch": config.arch, "exact_match": accuracy, "train_seconds": round(train_seconds, 1),
-               "total_seconds": round(total_seconds, 1), "initial_loss": losses[0], "final_loss": losses[-1], "loss_curve": str(plot)}
+               "total_seconds": round(total_seconds, 1), "initial_loss": losses[0], "final_loss": losses[-1],
+               "loss_curve": str(plot)}
     (output_dir / f"{config.arch}_metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 

@@ -22,7 +22,8 @@ def draw_shapes_preview(
     """Write ``num_images`` images of ``split`` with annotations drawn, as one PNG grid.
 
     The first images with at least ``min_objects`` objects are shown (overlap and occlusion are
-    what is worth seeing), topped up with the next images if there are too few. The PNG is palette-quantized (256 colors): the docs picture stays small (~100 KB for 2x2).
+    what is worth seeing), topped up with the next images if there are too few. The PNG is
+    palette-quantized (256 colors): the docs picture stays small (~100 KB for 2x2).
     Colors are fixed per class, so the same dataset gives the same picture.
     """
     import cv2

@@ -27,7 +27,8 @@ def test_machine_line_names_cpu_threads_torch_peaks_and_the_swin_t_floor(device)
 
 
 def test_gpu_machine_line_names_the_gpu_and_shows_sub_millisecond_floors():
-    machine = Machine("Host CPU", (), 16, "2.11.0+cu130, CUDA 13.0", {"fp32": 45000.0, "bf16": 900000.0}, gpu="Test GPU")
+    machine = Machine("Host CPU", (), 16, "2.11.0+cu130, CUDA 13.0", {"fp32": 45000.0, "bf16": 900000.0},
+                      gpu="Test GPU")
     assert machine.device == "cuda"
     assert machine.line() == (
         "Machine: GPU Test GPU (host CPU: Host CPU, 16 threads); torch 2.11.0+cu130, CUDA 13.0; "

@@ -36,7 +36,8 @@ def _write_pristine_tree(root: Path) -> None:
         "detectron2/projects/panoptic_deeplab/dataset_mapper.py": "import torch\nfrom panopticapi.utils import rgb2id\n"
         "        targets = self.panoptic_target_generator(rgb2id(pan_seg_gt), segments)\n",
         "detectron2/model_zoo/model_zoo.py": "import os\nimport pkg_resources\n\ndef get_config_file(config_path):\n"
-        '    cfg_file = pkg_resources.resource_filename(\n        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )\n',
+        '    cfg_file = pkg_resources.resource_filename(\n'
+        '        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )\n',
     }
     for fix in FIXES:
         text = snippets.get(fix.path)

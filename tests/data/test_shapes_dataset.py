@@ -220,7 +220,8 @@ def test_tool_preview_writes_a_small_png_grid(tmp_path, capsys):
 
     tool = load_tool("make_shapes_dataset")
     preview = tmp_path / "preview.png"
-    args = ["--root", str(tmp_path / "shapes"), "--num-train", "4", "--num-val", "1", "--quiet", "--preview", str(preview)]
+    args = ["--root", str(tmp_path / "shapes"), "--num-train", "4", "--num-val", "1", "--quiet",
+            "--preview", str(preview)]
     assert tool.main(args) == 0
     assert str(preview) in capsys.readouterr().out
     with Image.open(preview) as image:

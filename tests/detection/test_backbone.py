@@ -19,7 +19,8 @@ def _backbone(name: str, extra=()):
 def test_swin_backbone_reports_strides_4_to_32_and_channels():
     backbone = _backbone("build_swin_backbone")
     shapes = backbone.output_shape()
-    assert {name: spec.stride for name, spec in shapes.items()} == {"stage2": 4, "stage3": 8, "stage4": 16, "stage5": 32}
+    strides = {name: spec.stride for name, spec in shapes.items()}
+    assert strides == {"stage2": 4, "stage3": 8, "stage4": 16, "stage5": 32}
     assert [shapes[f"stage{i}"].channels for i in range(2, 6)] == [24, 48, 96, 192]
     assert backbone.size_divisibility == 32
 
@@ -45,7 +46,8 @@ def test_fpn_backbone_outputs_p2_to_p6():
 def test_retinanet_backbone_outputs_p3_to_p7_from_the_last_stage():
     backbone = _backbone(
         "build_retinanet_swin_fpn_backbone",
-        ["MODEL.SWIN.OUT_FEATURES", "['stage3','stage4','stage5']", "MODEL.FPN.IN_FEATURES", "['stage3','stage4','stage5']"],
+        ["MODEL.SWIN.OUT_FEATURES", "['stage3','stage4','stage5']",
+         "MODEL.FPN.IN_FEATURES", "['stage3','stage4','stage5']"],
     ).eval()
     with torch.no_grad():
         features = backbone(torch.rand(1, 3, 128, 128))

@@ -29,7 +29,7 @@ def test_add_swin_config_adds_every_documented_key():
     # every key carries an explanatory comment in config.py
     source = Path(swin_scratch.detection.config.__file__).read_text()
     for key in expected:
-        line = next(l for l in source.splitlines() if f"cfg.MODEL.SWIN.{key} =" in l)
+        line = next(text for text in source.splitlines() if f"cfg.MODEL.SWIN.{key} =" in text)
         assert "#" in line, f"MODEL.SWIN.{key} has no comment"
 
 

@@ -1,4 +1,5 @@
-"""MODEL.DEVICE cuda on a machine without a usable GPU: one warning line, then the CPU (swin_scratch.detection.device)."""
+"""MODEL.DEVICE cuda on a machine without a usable GPU: one warning line, then the CPU
+(swin_scratch.detection.device)."""
 from __future__ import annotations
 
 import pytest

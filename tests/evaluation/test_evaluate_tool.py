@@ -62,7 +62,8 @@ def test_user_error_is_one_line_on_stderr_with_exit_status_2(tmp_path):
     detections[2]["image_id"] = 4242
     results.write_text(json.dumps(detections))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--gt", str(gt), "--results", str(results)],
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--gt", str(gt),
+                           "--results", str(results)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

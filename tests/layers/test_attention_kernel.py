@@ -10,7 +10,8 @@ from swin_scratch.layers import MultiHeadAttention, scaled_dot_product_attention
 
 
 def _qkv(batch=2, heads=3, query_len=5, key_len=7, dim=8, device="cpu"):
-    q, k, v = torch.randn(batch, heads, query_len, dim), torch.randn(batch, heads, key_len, dim), torch.randn(batch, heads, key_len, dim)
+    q, k, v = (torch.randn(batch, heads, query_len, dim), torch.randn(batch, heads, key_len, dim),
+               torch.randn(batch, heads, key_len, dim))
     return q.to(device), k.to(device), v.to(device)
 
 
@@ -48,7 +49,8 @@ def test_batched_window_shape_with_broadcast_bias_works_like_swin_calls_it(devic
     q, k, v = (torch.randn(2, 4, 3, 49, 8).to(device) for _ in range(3))  # (B, nW, heads, N, d)
     bias = torch.randn(4, 3, 49, 49).to(device)
     out = scaled_dot_product_attention(q, k, v, attn_bias=bias)
-    torch.testing.assert_close(out, scaled_dot_product_attention(q, k, v, attn_bias=bias, use_fused=False), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, scaled_dot_product_attention(q, k, v, attn_bias=bias, use_fused=False),
+                               atol=1e-5, rtol=1e-5)
 
 
 def _paired(embed_dim=16, num_heads=4, device="cpu"):

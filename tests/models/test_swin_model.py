@@ -67,7 +67,12 @@ def test_state_dict_keys_follow_the_official_layout():
         assert f"layers.{stage}.downsample.reduction.weight" in keys
         assert f"layers.{stage}.downsample.reduction.bias" not in keys
     assert not any(k.startswith("layers.3.downsample") for k in keys)
-    pattern = re.compile(r"^(patch_embed\.(proj|norm)|layers\.\d\.(blocks\.\d+\.(norm[12]|attn\.(qkv|proj|relative_position_bias_table)|mlp\.fc[12])|downsample\.(reduction|norm))|norm|head)(\.(weight|bias))?$")
+    pattern = re.compile(
+        r"^(patch_embed\.(proj|norm)"
+        r"|layers\.\d\.(blocks\.\d+\.(norm[12]|attn\.(qkv|proj|relative_position_bias_table)|mlp\.fc[12])"
+        r"|downsample\.(reduction|norm))"
+        r"|norm|head)(\.(weight|bias))?$"
+    )
     assert all(pattern.match(k) for k in keys), [k for k in keys if not pattern.match(k)]
 
 

@@ -87,7 +87,8 @@ def test_banned_ngram_tokens():
 def test_prefix_is_prepended_to_the_source(model):
     src = torch.randint(3, 20, (2, 5))
     prefixed = generate(TransformerStepper(model), src, GenerationConfig(max_length=6, prefix=[7, 8]))
-    manual = generate(TransformerStepper(model), torch.cat([torch.tensor([[7, 8]] * 2), src], 1), GenerationConfig(max_length=6))
+    manual = generate(TransformerStepper(model), torch.cat([torch.tensor([[7, 8]] * 2), src], 1),
+                      GenerationConfig(max_length=6))
     assert prefixed == manual
 
 

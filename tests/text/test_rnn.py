@@ -28,7 +28,8 @@ def test_equals_torch_multi_layer_with_initial_state(ours_type, torch_type, bidi
     hx = (h0, torch.randn(states, 3, 6)) if ours_type is LSTM else h0
     expected, actual = theirs(x, hx), ours(x, hx)
     torch.testing.assert_close(actual[0], expected[0], atol=1e-5, rtol=1e-5)
-    for a, e in zip(actual[1] if ours_type is LSTM else [actual[1]], expected[1] if ours_type is LSTM else [expected[1]]):
+    for a, e in zip(actual[1] if ours_type is LSTM else [actual[1]],
+                    expected[1] if ours_type is LSTM else [expected[1]]):
         torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
 
 

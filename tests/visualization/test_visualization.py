@@ -1,4 +1,5 @@
-"""Pictures: predictions drawn per image with a JSON beside them (tools/demo.py), training curves (tools/plot_metrics.py)."""
+"""Pictures: predictions drawn per image with a JSON beside them (tools/demo.py), training curves
+(tools/plot_metrics.py)."""
 from __future__ import annotations
 
 import json
