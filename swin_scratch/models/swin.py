@@ -206,47 +206,37 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C)."""
-        height, width = x.shape[1], x.shape[2]
-        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
-        # official concat order: (even row, even col), (odd, even), (even, odd), (odd, odd)
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
+        return self.reduction(self.norm(concat_2x2_neighbours(x)))
 
 
-class BasicLayer(nn.Module):
-    """One stage: ``depth`` blocks alternating regular / shifted windows, then optional patch merging.
+def concat_2x2_neighbours(x: Tensor) -> Tensor:
+    """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 4C): each 2x2 neighbourhood's tokens side by side.
+
+    Odd H or W is zero-padded first. Shared by V1's and V2's patch merging (they differ only in
+    where the LayerNorm sits).
+    """
+    height, width = x.shape[1], x.shape[2]
+    x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+    # official concat order: (even row, even col), (odd, even), (even, odd), (odd, odd)
+    return torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+
+
+class WindowStage(nn.Module):
+    """What every Swin stage shares: the window plan of each map size, and the loop over its blocks.
 
     The token routes and the shifted-window mask depend only on the map size; they are built once
-    per size and shared by the stage's blocks.
+    per size and shared by the stage's blocks. Subclasses set ``self.blocks`` (blocks called as
+    ``block(x, layout, mask)``, each with a ``shift_size``) and ``self.downsample`` (or None).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        window_size: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: Sequence[float] = (),
-        downsample: bool = False,
-        use_checkpoint: bool = False,
-    ):
+    blocks: nn.ModuleList
+    downsample: Optional[nn.Module]
+
+    def __init__(self, window_size: int, use_checkpoint: bool = False):
         super().__init__()
         self.window_size = window_size
         self.shift_size = window_size // 2
         self.use_checkpoint = use_checkpoint
-        drop_path = list(drop_path) or [0.0] * depth
-        self.blocks = nn.ModuleList(
-            SwinTransformerBlock(
-                dim, num_heads, window_size, 0 if j % 2 == 0 else self.shift_size,
-                mlp_ratio, qkv_bias, drop, attn_drop, drop_path[j],
-            )
-            for j in range(depth)
-        )
-        self.downsample = PatchMerging(dim) if downsample else None
         self._plan_cache: dict[tuple, tuple] = {}
 
     def window_plan(self, height: int, width: int, device: torch.device) -> tuple[WindowLayout, WindowLayout, Optional[Tensor]]:
@@ -278,6 +268,36 @@ class BasicLayer(nn.Module):
             else:
                 x = block(x, layout, mask)
         return x, (self.downsample(x) if self.downsample is not None else x)
+
+
+class BasicLayer(WindowStage):
+    """One stage: ``depth`` blocks alternating regular / shifted windows, then optional patch merging
+    (the window plan and the block loop are :class:`WindowStage`'s)."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: Sequence[float] = (),
+        downsample: bool = False,
+        use_checkpoint: bool = False,
+    ):
+        super().__init__(window_size, use_checkpoint)
+        drop_path = list(drop_path) or [0.0] * depth
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(
+                dim, num_heads, window_size, 0 if j % 2 == 0 else self.shift_size,
+                mlp_ratio, qkv_bias, drop, attn_drop, drop_path[j],
+            )
+            for j in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
 
 
 class SwinTransformer(nn.Module):
