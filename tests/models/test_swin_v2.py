@@ -303,3 +303,23 @@ def test_eager_bias_cache_follows_in_place_weight_changes():
     assert not torch.allclose(after[0], before[0])
     for a, e in zip(after, expected):
         torch.testing.assert_close(a, e.detach(), rtol=1e-5, atol=1e-5)  # fused vs explicit kernel
+
+
+@pytest.mark.slow
+def test_inductor_compile_matches_eager_at_two_sizes_without_recompiling():
+    """One stage of a regular and a shifted block (inductor's CPU codegen of a whole model takes minutes);
+    both sizes shift every dimension, so one dynamic graph must serve them."""
+    torch._dynamo.reset()
+    model = _perturb_(_tiny(depths=(2,), num_heads=(1,), out_indices=(0,))).eval()
+    backend = CompileCounterWithBackend("inductor")
+    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend=backend)
+    compiles_per_size = []
+    for height, width in ((256, 320), (320, 384)):
+        images = torch.rand(1, 3, height, width)
+        with torch.no_grad():
+            expected, actual = model(images), compiled(images)
+        compiles_per_size.append(backend.frame_count)
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    # frames the backend compiled: inductor restarts its first analysis once (V1 too), so only the
+    # second size adding none is the property
+    assert compiles_per_size[1] == compiles_per_size[0], "the second size recompiled"
