@@ -6,7 +6,9 @@ from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 from torch import Tensor, nn
 
+from swin_scratch.detection.config import ConfigError
 from swin_scratch.models.swin import SwinTransformer, stage_name
+from swin_scratch.models.swin_v2 import SwinTransformerV2
 
 STAGE_NAMES = tuple(stage_name(index) for index in range(4))  # stage2..stage5: strides 4, 8, 16, 32
 
@@ -49,7 +51,12 @@ def swin_from_cfg(cfg, in_channels: int) -> SwinBackbone:
     """Build the Swin detection backbone described by ``cfg.MODEL.SWIN``."""
     swin_cfg = cfg.MODEL.SWIN
     out_features = list(swin_cfg.OUT_FEATURES)
-    swin = SwinTransformer(
+    if swin_cfg.VERSION not in (1, 2):
+        raise ConfigError(f"MODEL.SWIN.VERSION must be 1 (Swin) or 2 (Swin V2), got {swin_cfg.VERSION!r}")
+    version_options = (
+        {"pretrained_window_sizes": tuple(swin_cfg.PRETRAINED_WINDOW_SIZES)} if swin_cfg.VERSION == 2 else {}
+    )
+    swin = (SwinTransformerV2 if swin_cfg.VERSION == 2 else SwinTransformer)(
         img_size=swin_cfg.PRETRAIN_IMG_SIZE,
         patch_size=swin_cfg.PATCH_SIZE,
         in_chans=in_channels,
@@ -66,6 +73,7 @@ def swin_from_cfg(cfg, in_channels: int) -> SwinBackbone:
         out_indices=tuple(sorted(STAGE_NAMES.index(name) for name in out_features)),
         frozen_stages=swin_cfg.FROZEN_STAGES,
         use_checkpoint=swin_cfg.USE_CHECKPOINT,
+        **version_options,
     )
     if swin_cfg.COMPILE:
         # In place (nn.Module.compile), so state-dict keys stay the official ones. dynamic=None
@@ -113,7 +121,7 @@ def build_retinanet_swin_fpn_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
 
 
 def swin_module(model: nn.Module) -> SwinTransformer | None:
-    """The SwinTransformer inside a detectron2 model, if any."""
+    """The SwinTransformer (V1 or V2: V2 is a subclass) inside a detectron2 model, if any."""
     for module in model.modules():
         if isinstance(module, SwinTransformer):
             return module

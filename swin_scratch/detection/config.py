@@ -12,6 +12,10 @@ CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 def add_swin_config(cfg: CN) -> None:
     """Add ``MODEL.SWIN``, the AdamW/no-decay optimizer keys and the crop-branch augmentation keys."""
     cfg.MODEL.SWIN = CN()
+    cfg.MODEL.SWIN.VERSION = 1  # 1: Swin Transformer; 2: Swin V2 (cosine attention, continuous position bias)
+    # V2 only: per stage, the window size the weights were pre-trained with (0: the same as WINDOW_SIZE);
+    # fine-tuning at a larger window keeps the learned position bias function (e.g. [8, 8, 8, 8] for 16)
+    cfg.MODEL.SWIN.PRETRAINED_WINDOW_SIZES = [0, 0, 0, 0]
     cfg.MODEL.SWIN.PATCH_SIZE = 4  # patch embedding conv: kernel = stride = PATCH_SIZE
     cfg.MODEL.SWIN.EMBED_DIM = 96  # channels of stage 1; doubles at every patch merging
     cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]  # Swin blocks per stage (Swin-T)

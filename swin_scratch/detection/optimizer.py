@@ -31,12 +31,28 @@ def is_no_decay(module: nn.Module, param_name: str, full_name: str, no_decay_key
     return any(key in full_name for key in no_decay_keys)
 
 
+def model_no_decay_keys(model: nn.Module) -> set[str]:
+    """The name fragments the model's own modules say take no weight decay (timm's convention:
+    ``no_weight_decay()`` names, ``no_weight_decay_keywords()`` fragments); the model knows them best."""
+    keys: set[str] = set()
+    for module in model.modules():
+        for method in ("no_weight_decay", "no_weight_decay_keywords"):
+            if callable(getattr(module, method, None)):
+                keys |= set(getattr(module, method)())
+    return keys
+
+
 def swin_param_groups(
     model: nn.Module, base_lr: float, weight_decay: float, no_decay_keys: Iterable[str]
 ) -> list[dict[str, Any]]:
-    """Two groups: ``decay`` (weight_decay) and ``no_decay`` (0.0); each param appears once."""
+    """Two groups: ``decay`` (weight_decay) and ``no_decay`` (0.0); each param appears once.
+
+    No decay: norms, biases, parameters whose name contains one of ``no_decay_keys`` (the config's
+    SOLVER.NO_WEIGHT_DECAY_KEYS) or one of the model's own (:func:`model_no_decay_keys`: Swin V2's
+    ``logit_scale``, ``cpb_mlp``, ``q_bias``/``v_bias`` among them).
+    """
     decay, no_decay, seen = [], [], set()
-    no_decay_keys = tuple(no_decay_keys)
+    no_decay_keys = tuple(sorted(set(no_decay_keys) | model_no_decay_keys(model)))
     for module_name, module in model.named_modules():
         for param_name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:

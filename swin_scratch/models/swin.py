@@ -15,7 +15,7 @@ made inside the network. Window attention calls the project's one attention kern
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,15 @@ def stage_name(index: int) -> str:
     first stage has stride 4 = 2², hence stage2..stage5 in detectron2 outputs, ONNX outputs and docs.
     """
     return f"stage{index + 2}"
+
+
+class WindowPlan(NamedTuple):
+    """What a stage's blocks share at one map size: the routes of the regular and the shifted windows,
+    and the shifted-window mask (nW, N, N), or None when nothing is shifted."""
+
+    regular: WindowLayout
+    shifted: WindowLayout
+    mask: Optional[Tensor]
 
 
 def _is_tracing() -> bool:
@@ -77,6 +86,17 @@ class PatchEmbed(nn.Module):
         images = F.pad(images, (0, pad_w, 0, pad_h))
         x = self.proj(images).permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
         return self.norm(x) if self.norm is not None else x
+
+
+def attend_within_windows(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, batch: int, dropout_p: float) -> Tensor:
+    """The attention of V1's and V2's windows: q, k, v (B * nW, heads, N, d) with the windows folded into
+    the batch, attn_bias (nW or 1, heads, N, N) -> (B, nW, N, heads * d), through the one kernel."""
+    windows, heads, tokens, head_dim = q.shape
+    if attn_bias.shape[0] != 1:  # a bias per window: the same for every image of the batch
+        attn_bias = attn_bias.expand(batch, -1, -1, -1, -1)  # (B, nW, heads, N, N); a copy only for B > 1
+        attn_bias = attn_bias.reshape(windows, heads, tokens, tokens)
+    out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)  # (B * nW, heads, N, d)
+    return out.transpose(1, 2).reshape(batch, windows // batch, tokens, heads * head_dim)  # (B, nW, N, C)
 
 
 class WindowAttention(nn.Module):
@@ -117,6 +137,10 @@ class WindowAttention(nn.Module):
         # contiguous: the fused attention kernel copies a strided mask at every call
         return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1).contiguous()
 
+    def bias_parameters(self) -> tuple[Tensor, ...]:
+        """What the position bias is computed from (the eager bias cache keys on their versions)."""
+        return (self.relative_position_bias_table,)
+
     def forward(self, windows: Tensor, attn_bias: Tensor) -> Tensor:
         """windows (B, nW, N, C), attn_bias (nW or 1, heads, N, N) -> (B, nW, N, C)."""
         batch, num_windows, tokens, channels = windows.shape
@@ -124,16 +148,46 @@ class WindowAttention(nn.Module):
         # windows folded into the batch: q, k, v are views (no copy), and the fused CPU kernel is
         # ~4x faster on 4-D inputs than on 5-D ones
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, head_dim)
-        if attn_bias.shape[0] != 1:  # a bias per window: the same for every image of the batch
-            attn_bias = attn_bias.expand(batch, -1, -1, -1, -1)  # (B, nW, heads, N, N); a copy only for B > 1
-            attn_bias = attn_bias.reshape(batch * num_windows, self.num_heads, tokens, tokens)
         dropout_p = self.attn_drop if self.training else 0.0
-        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)  # (B * nW, heads, N, hd)
-        out = out.transpose(1, 2).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
-        return self.proj_drop(self.proj(out))
+        return self.proj_drop(self.proj(attend_within_windows(q, k, v, attn_bias, batch, dropout_p)))
 
 
-class SwinTransformerBlock(nn.Module):
+class WindowBlock(nn.Module):
+    """What V1's and V2's blocks share: their window and shift sizes, and the attention bias (position
+    bias + shifted-window mask) of their ``self.attn``, cached in eager inference."""
+
+    attn: nn.Module  # with relative_position_bias() and bias_parameters()
+
+    def __init__(self, window_size: int, shift_size: int):
+        super().__init__()
+        if not 0 <= shift_size < window_size:
+            raise ValueError(f"shift_size must be in [0, window_size), got {shift_size} for window {window_size}")
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self._bias_cache: dict[tuple, Tensor] = {}
+
+    def attention_bias(self, mask: Optional[Tensor]) -> Tensor:
+        """Position bias (+ shifted-window mask): (nW or 1, heads, N, N).
+
+        In eager inference (no autograd, not tracing or compiling) the sum is cached per mask and version
+        of the parameters the bias comes from, so it is built once per padded input size, not per forward.
+        """
+        if torch.is_grad_enabled() or _is_tracing():
+            return self._sum_bias(mask)
+        versions = tuple((param._version, param.data_ptr()) for param in self.attn.bias_parameters())
+        key = (None if mask is None else (mask.shape, mask.data_ptr()), versions)
+        if key not in self._bias_cache:
+            if len(self._bias_cache) > 8:
+                self._bias_cache.clear()
+            self._bias_cache[key] = self._sum_bias(mask)
+        return self._bias_cache[key]
+
+    def _sum_bias(self, mask: Optional[Tensor]) -> Tensor:
+        bias = self.attn.relative_position_bias()[None]  # (1, heads, N, N)
+        return bias if mask is None else bias + mask[:, None]  # (nW, heads, N, N)
+
+
+class SwinTransformerBlock(WindowBlock):
     """x + DropPath(W-MSA or SW-MSA(LN(x))), then x + DropPath(MLP(LN(x))).
 
     ``shift_size = 0`` gives regular windows (W-MSA), ``window_size // 2`` shifted ones (SW-MSA).
@@ -151,37 +205,12 @@ class SwinTransformerBlock(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
     ):
-        super().__init__()
-        if not 0 <= shift_size < window_size:
-            raise ValueError(f"shift_size must be in [0, window_size), got {shift_size} for window {window_size}")
-        self.window_size = window_size
-        self.shift_size = shift_size
+        super().__init__(window_size, shift_size)
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, attn_drop, drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-        self._bias_cache: dict[tuple, Tensor] = {}
-
-    def attention_bias(self, mask: Optional[Tensor]) -> Tensor:
-        """Relative position bias (+ shifted-window mask): (nW or 1, heads, N, N).
-
-        In eager inference (no autograd, not tracing or compiling) the sum is cached per mask and table version,
-        so it is built once per padded input size rather than at every forward.
-        """
-        if torch.is_grad_enabled() or _is_tracing():
-            return self._sum_bias(mask)
-        table = self.attn.relative_position_bias_table
-        key = (None if mask is None else (mask.shape, mask.data_ptr()), table._version, table.data_ptr())
-        if key not in self._bias_cache:
-            if len(self._bias_cache) > 8:
-                self._bias_cache.clear()
-            self._bias_cache[key] = self._sum_bias(mask)
-        return self._bias_cache[key]
-
-    def _sum_bias(self, mask: Optional[Tensor]) -> Tensor:
-        bias = self.attn.relative_position_bias()[None]  # (1, heads, N, N)
-        return bias if mask is None else bias + mask[:, None]  # (nW, heads, N, N)
 
     def forward(self, x: Tensor, layout: WindowLayout, mask: Optional[Tensor]) -> Tensor:
         """x (B, H, W, C); layout: this block's token routes (regular or shifted windows), from the stage;
@@ -225,21 +254,36 @@ class WindowStage(nn.Module):
     """What every Swin stage shares: the window plan of each map size, and the loop over its blocks.
 
     The token routes and the shifted-window mask depend only on the map size; they are built once
-    per size and shared by the stage's blocks. Subclasses set ``self.blocks`` (blocks called as
-    ``block(x, layout, mask)``, each with a ``shift_size``) and ``self.downsample`` (or None).
+    per size and shared by the stage's blocks.
+
+    Args:
+        depth: blocks, alternating regular (shift 0) and shifted (shift ``window_size // 2``) windows.
+        window_size: M, tokens per window side.
+        drop_path: stochastic depth rate of each block (empty: none).
+        use_checkpoint: activation checkpointing of every block.
+        make_block: ``make_block(shift_size, drop_path)`` -> a block called as ``block(x, layout, mask)``.
+        make_downsample: builds the patch merging at the end of the stage; None for the last stage.
     """
 
-    blocks: nn.ModuleList
-    downsample: Optional[nn.Module]
-
-    def __init__(self, window_size: int, use_checkpoint: bool = False):
+    def __init__(
+        self,
+        depth: int,
+        window_size: int,
+        drop_path: Sequence[float],
+        use_checkpoint: bool,
+        make_block: Callable[[int, float], nn.Module],
+        make_downsample: Optional[Callable[[], nn.Module]],
+    ):
         super().__init__()
         self.window_size = window_size
         self.shift_size = window_size // 2
         self.use_checkpoint = use_checkpoint
+        rates = list(drop_path) or [0.0] * depth
+        self.blocks = nn.ModuleList(make_block(0 if j % 2 == 0 else self.shift_size, rates[j]) for j in range(depth))
+        self.downsample = make_downsample() if make_downsample is not None else None
         self._plan_cache: dict[tuple, tuple] = {}
 
-    def window_plan(self, height: int, width: int, device: torch.device) -> tuple[WindowLayout, WindowLayout, Optional[Tensor]]:
+    def window_plan(self, height: int, width: int, device: torch.device) -> WindowPlan:
         """Token routes of the regular and the shifted blocks, and the shifted-window mask (nW, N, N) or
         None when neither dimension is shifted: built once per map size and shared by the stage's blocks."""
         if _is_tracing():
@@ -256,7 +300,7 @@ class WindowStage(nn.Module):
         regular = window_layout(height, width, self.window_size, 0, device, routes)
         shifted = window_layout(height, width, self.window_size, self.shift_size, device, routes)
         needs_mask = len(self.blocks) > 1 and shifted.geometry.is_shifted
-        return regular, shifted, shifted_window_mask(shifted.geometry, device) if needs_mask else None
+        return WindowPlan(regular, shifted, shifted_window_mask(shifted.geometry, device) if needs_mask else None)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, H, W, C) -> (stage output (B, H, W, C), input of the next stage)."""
@@ -288,16 +332,13 @@ class BasicLayer(WindowStage):
         downsample: bool = False,
         use_checkpoint: bool = False,
     ):
-        super().__init__(window_size, use_checkpoint)
-        drop_path = list(drop_path) or [0.0] * depth
-        self.blocks = nn.ModuleList(
-            SwinTransformerBlock(
-                dim, num_heads, window_size, 0 if j % 2 == 0 else self.shift_size,
-                mlp_ratio, qkv_bias, drop, attn_drop, drop_path[j],
+        def make_block(shift_size: int, rate: float) -> SwinTransformerBlock:
+            return SwinTransformerBlock(
+                dim, num_heads, window_size, shift_size, mlp_ratio, qkv_bias, drop, attn_drop, rate
             )
-            for j in range(depth)
-        )
-        self.downsample = PatchMerging(dim) if downsample else None
+
+        super().__init__(depth, window_size, drop_path, use_checkpoint, make_block,
+                         (lambda: PatchMerging(dim)) if downsample else None)
 
 
 class SwinTransformer(nn.Module):
@@ -368,8 +409,8 @@ class SwinTransformer(nn.Module):
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             start = sum(depths[:i])
             self.layers.append(
-                BasicLayer(
-                    self.num_features[i], depth, heads, window_size, mlp_ratio, qkv_bias, drop_rate,
+                self._build_stage(
+                    i, self.num_features[i], depth, heads, window_size, mlp_ratio, qkv_bias, drop_rate,
                     attn_drop_rate, rates[start : start + depth], downsample=i < self.num_layers - 1,
                     use_checkpoint=use_checkpoint,
                 )
@@ -383,6 +424,18 @@ class SwinTransformer(nn.Module):
             self.head = nn.Linear(self.num_features[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(self._init_weights)
         self._freeze_stages()
+
+    def _build_stage(self, index: int, *args, **kwargs) -> WindowStage:
+        """Stage ``index`` (0-based); Swin V2 builds its own stages here, everything else is shared."""
+        return BasicLayer(*args, **kwargs)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that take no weight decay (official: the absolute position embedding)."""
+        return {"absolute_pos_embed"}
+
+    def no_weight_decay_keywords(self) -> set[str]:
+        """Name fragments whose parameters take no weight decay (official: the relative position bias)."""
+        return {"relative_position_bias_table"}
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

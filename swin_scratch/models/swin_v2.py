@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from swin_scratch.layers.attention import scaled_dot_product_attention
 from swin_scratch.layers.mlp import DropPath, Mlp
 from swin_scratch.layers.window import (
     WindowLayout,
@@ -44,10 +43,10 @@ from swin_scratch.layers.window import (
     relative_position_index,
 )
 from swin_scratch.models.swin import (
-    PatchEmbed,
     SwinTransformer,
+    WindowBlock,
     WindowStage,
-    _is_tracing,
+    attend_within_windows,
     concat_2x2_neighbours,
 )
 
@@ -146,6 +145,10 @@ class WindowAttentionV2(nn.Module):
         # contiguous: the fused attention kernel copies a strided mask at every call
         return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1).contiguous()
 
+    def bias_parameters(self) -> tuple[Tensor, ...]:
+        """What the position bias is computed from (the eager bias cache keys on their versions)."""
+        return tuple(self.cpb_mlp.parameters())
+
     def qkv_bias(self) -> Optional[Tensor]:
         """(3C,) the projection's bias: the query bias, zeros for the key, the value bias."""
         if self.q_bias is None:
@@ -164,16 +167,11 @@ class WindowAttentionV2(nn.Module):
         temperature = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()  # (heads, 1, 1)
         q = (F.normalize(q, dim=-1) * (temperature * self.head_dim**0.5)).to(v.dtype)  # (B * nW, heads, N, hd)
         k = F.normalize(k, dim=-1).to(v.dtype)
-        if attn_bias.shape[0] != 1:  # a bias per window: the same for every image of the batch
-            attn_bias = attn_bias.expand(batch, -1, -1, -1, -1)  # (B, nW, heads, N, N); a copy only for B > 1
-            attn_bias = attn_bias.reshape(batch * num_windows, self.num_heads, tokens, tokens)
         dropout_p = self.attn_drop if self.training else 0.0
-        out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)  # (B * nW, heads, N, hd)
-        out = out.transpose(1, 2).reshape(batch, num_windows, tokens, channels)  # (B, nW, N, C)
-        return self.proj_drop(self.proj(out))
+        return self.proj_drop(self.proj(attend_within_windows(q, k, v, attn_bias, batch, dropout_p)))
 
 
-class SwinTransformerBlockV2(nn.Module):
+class SwinTransformerBlockV2(WindowBlock):
     """Res-post-norm block: x + DropPath(LN(W-MSA or SW-MSA(x))), then x + DropPath(LN(MLP(x))).
 
     ``shift_size = 0`` gives regular windows (W-MSA), ``window_size // 2`` shifted ones (SW-MSA).
@@ -199,37 +197,12 @@ class SwinTransformerBlockV2(nn.Module):
         drop_path: float = 0.0,
         pretrained_window_size: int = 0,
     ):
-        super().__init__()
-        if not 0 <= shift_size < window_size:
-            raise ValueError(f"shift_size must be in [0, window_size), got {shift_size} for window {window_size}")
-        self.window_size = window_size
-        self.shift_size = shift_size
+        super().__init__(window_size, shift_size)
         self.attn = WindowAttentionV2(dim, window_size, num_heads, qkv_bias, attn_drop, drop, pretrained_window_size)
         self.norm1 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
         self.norm2 = nn.LayerNorm(dim)
-        self._bias_cache: dict[tuple, Tensor] = {}
-
-    def attention_bias(self, mask: Optional[Tensor]) -> Tensor:
-        """Continuous position bias (+ shifted-window mask): (nW or 1, heads, N, N).
-
-        In eager inference (no autograd, not tracing or compiling) the sum is cached per mask and
-        version of the bias MLP's weights, so the MLP runs once per padded input size, not per forward.
-        """
-        if torch.is_grad_enabled() or _is_tracing():
-            return self._sum_bias(mask)
-        weights = tuple((p._version, p.data_ptr()) for p in self.attn.cpb_mlp.parameters())
-        key = (None if mask is None else (mask.shape, mask.data_ptr()), weights)
-        if key not in self._bias_cache:
-            if len(self._bias_cache) > 8:
-                self._bias_cache.clear()
-            self._bias_cache[key] = self._sum_bias(mask)
-        return self._bias_cache[key]
-
-    def _sum_bias(self, mask: Optional[Tensor]) -> Tensor:
-        bias = self.attn.relative_position_bias()[None]  # (1, heads, N, N)
-        return bias if mask is None else bias + mask[:, None]  # (nW, heads, N, N)
 
     def forward(self, x: Tensor, layout: WindowLayout, mask: Optional[Tensor]) -> Tensor:
         """x (B, H, W, C); layout: this block's token routes (regular or shifted windows), from the stage;
@@ -284,16 +257,14 @@ class BasicLayerV2(WindowStage):
         use_checkpoint: bool = False,
         pretrained_window_size: int = 0,
     ):
-        super().__init__(window_size, use_checkpoint)
-        drop_path = list(drop_path) or [0.0] * depth
-        self.blocks = nn.ModuleList(
-            SwinTransformerBlockV2(
-                dim, num_heads, window_size, 0 if j % 2 == 0 else self.shift_size,
-                mlp_ratio, qkv_bias, drop, attn_drop, drop_path[j], pretrained_window_size,
+        def make_block(shift_size: int, rate: float) -> SwinTransformerBlockV2:
+            return SwinTransformerBlockV2(
+                dim, num_heads, window_size, shift_size, mlp_ratio, qkv_bias, drop, attn_drop, rate,
+                pretrained_window_size,
             )
-            for j in range(depth)
-        )
-        self.downsample = PatchMergingV2(dim) if downsample else None
+
+        super().__init__(depth, window_size, drop_path, use_checkpoint, make_block,
+                         (lambda: PatchMergingV2(dim)) if downsample else None)
 
     def zero_init_post_norms(self) -> None:
         """Official V2 init: every block's norm1 / norm2 start at weight 0, bias 0, so each residual
@@ -304,22 +275,12 @@ class BasicLayerV2(WindowStage):
                 nn.init.zeros_(norm.bias)
 
 
-class SwinTransformerV2(nn.Module):
-    """Swin Transformer V2; the constructor mirrors the official one, plus V1's detection options.
+class SwinTransformerV2(SwinTransformer):
+    """Swin Transformer V2: V1's model (patch embedding, stages, detection outputs, freezing, the same
+    constructor) with V2 stages; the defaults are torchvision's swin_v2 recipe (256², window 8).
 
     Args:
-        img_size: pre-training image size; only the absolute position embedding (``ape``) uses it.
-        patch_size, in_chans, embed_dim: patch embedding.
-        num_classes: classifier classes (classification mode); 0 for no head.
-        depths, num_heads: blocks and heads per stage.
-        window_size: M, tokens per window side.
-        mlp_ratio, qkv_bias, drop_rate, attn_drop_rate: as in the paper.
-        drop_path_rate: stochastic depth, linearly increasing from 0 over all blocks.
-        ape: learned absolute position embedding added after the patch embedding.
-        patch_norm: LayerNorm after the patch embedding.
-        out_indices: stages to return (detection mode), e.g. (0, 1, 2, 3); None = classification.
-        frozen_stages: -1 none; 0 freezes the patch embedding; k >= 1 also freezes stages < k.
-        use_checkpoint: activation checkpointing of every block (less memory, more compute).
+        All of :class:`SwinTransformer`'s, and
         pretrained_window_sizes: per stage, the window size the weights were pre-trained with (0: none);
             it normalises the position bias MLP's inputs, so fine-tuning at another ``window_size`` keeps
             the learned bias function.
@@ -347,117 +308,30 @@ class SwinTransformerV2(nn.Module):
         use_checkpoint: bool = False,
         pretrained_window_sizes: Optional[Sequence[int]] = None,
     ):
-        super().__init__()
-        if len(depths) != len(num_heads):
-            raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} must have the same length")
         pretrained_window_sizes = tuple(pretrained_window_sizes or (0,) * len(depths))
         if len(pretrained_window_sizes) != len(depths):
             raise ValueError(
                 f"pretrained_window_sizes {pretrained_window_sizes} needs one entry per stage ({len(depths)} stages)"
             )
-        self.num_layers = len(depths)
-        self.patch_size = patch_size
-        self.embed_dim = embed_dim
-        self.window_size = window_size
+        # a plain attribute, set before nn.Module's __init__ on purpose: _build_stage reads it
         self.pretrained_window_sizes = pretrained_window_sizes
-        self.img_size = img_size
-        self.num_features = [embed_dim * 2**i for i in range(self.num_layers)]
-        self.out_indices = tuple(out_indices) if out_indices is not None else None
-        if self.out_indices is not None and any(not 0 <= i < self.num_layers for i in self.out_indices):
-            raise ValueError(f"out_indices {self.out_indices} must be stage indices in [0, {self.num_layers})")
-        self.frozen_stages = frozen_stages
-        self.num_classes = num_classes
-
-        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim, patch_norm)
-        self.ape = ape
-        if ape:
-            patches_per_side = img_size // patch_size
-            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, patches_per_side**2, embed_dim))
-            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
-        self.pos_drop = nn.Dropout(drop_rate)
-
-        total_blocks = sum(depths)
-        rates = [drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]  # linear in depth
-        self.layers = nn.ModuleList()
-        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
-            start = sum(depths[:i])
-            self.layers.append(
-                BasicLayerV2(
-                    self.num_features[i], depth, heads, window_size, mlp_ratio, qkv_bias, drop_rate,
-                    attn_drop_rate, rates[start : start + depth], downsample=i < self.num_layers - 1,
-                    use_checkpoint=use_checkpoint, pretrained_window_size=pretrained_window_sizes[i],
-                )
-            )
-
-        if self.out_indices is not None:
-            for i in self.out_indices:
-                self.add_module(f"norm{i}", nn.LayerNorm(self.num_features[i]))
-        else:
-            self.norm = nn.LayerNorm(self.num_features[-1])
-            self.head = nn.Linear(self.num_features[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(SwinTransformer._init_weights)  # V1's: truncated normal Linear weights, zero biases, unit norms
+        super().__init__(
+            img_size, patch_size, in_chans, num_classes, embed_dim, depths, num_heads, window_size, mlp_ratio,
+            qkv_bias, drop_rate, attn_drop_rate, drop_path_rate, ape, patch_norm, out_indices, frozen_stages,
+            use_checkpoint,
+        )
         for layer in self.layers:
             layer.zero_init_post_norms()
-        self._freeze_stages()
 
-    def no_weight_decay(self) -> set[str]:
-        """Parameter names that take no weight decay (official: the absolute position embedding)."""
-        return {"absolute_pos_embed"}
+    def _build_stage(self, index: int, *args, **kwargs) -> BasicLayerV2:
+        return BasicLayerV2(*args, **kwargs, pretrained_window_size=self.pretrained_window_sizes[index])
 
     def no_weight_decay_keywords(self) -> set[str]:
         """Name fragments whose parameters take no weight decay, the official V2 recipe's: the attention
-        temperature, the position bias MLP and V1's bias table name (absent here, kept for mixed lists).
-        The official optimizer also skips every 1-D parameter, which covers ``q_bias`` / ``v_bias``; they
-        are named here so that an optimizer that matches names (``swin_param_groups``) skips them too."""
-        return {"logit_scale", "cpb_mlp", "relative_position_bias_table", "q_bias", "v_bias"}
-
-    def _freeze_stages(self) -> None:
-        frozen: list[nn.Module] = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.patch_embed)
-            if self.ape:
-                self.absolute_pos_embed.requires_grad_(False)
-        if self.frozen_stages >= 1:
-            frozen.extend(self.layers[: self.frozen_stages])
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> "SwinTransformerV2":
-        """Frozen parts stay in eval mode (their dropout / drop-path stay off)."""
-        super().train(mode)
-        self._freeze_stages()
-        return self
-
-    def position_embedding(self, height: int, width: int) -> Tensor:
-        """(1, H, W, C) absolute position embedding, bicubically resized to the token grid."""
-        side = int(self.absolute_pos_embed.shape[1] ** 0.5)
-        grid = self.absolute_pos_embed.view(1, side, side, self.embed_dim).permute(0, 3, 1, 2)
-        if (height, width) != (side, side):
-            grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
-        return grid.permute(0, 2, 3, 1)
-
-    def forward_stages(self, images: Tensor) -> list[Tensor]:
-        """(B, C, H, W) -> every stage's output, channels-last (B, H_i, W_i, C_i)."""
-        x = self.patch_embed(images)  # (B, H/4, W/4, C)
-        if self.ape:
-            x = x + self.position_embedding(x.shape[1], x.shape[2])
-        x = self.pos_drop(x)
-        outputs = []
-        for layer in self.layers:
-            stage_output, x = layer(x)
-            outputs.append(stage_output)
-        return outputs
-
-    def forward(self, images: Tensor) -> Tensor | list[Tensor]:
-        """Classification: (B, C, H, W) -> logits (B, num_classes).
-        Detection: -> [(B, C_i, H/2^(i+2), W/2^(i+2)) for i in out_indices] (NCHW, strides 4..32)."""
-        stages = self.forward_stages(images)
-        if self.out_indices is None:
-            pooled = self.norm(stages[-1]).mean(dim=(1, 2))  # (B, C)
-            return self.head(pooled)
-        return [getattr(self, f"norm{i}")(stages[i]).permute(0, 3, 1, 2).contiguous() for i in self.out_indices]
+        temperature and the position bias MLP. The official optimizer also skips every 1-D parameter, which
+        covers ``q_bias`` / ``v_bias``; they are named here so that an optimizer that matches names
+        (``swin_param_groups``) skips them too."""
+        return {"logit_scale", "cpb_mlp", "q_bias", "v_bias"}
 
 
 def _swin_v2(

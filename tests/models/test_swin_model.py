@@ -39,7 +39,7 @@ def test_flops_match_the_paper_within_3_percent(factory, paper_gflops):
 
 
 def test_flop_count_includes_the_attention_matmuls():
-    from flops import flop_analysis
+    from helpers.flops import flop_analysis
 
     model = SwinTransformer(**TINY, num_classes=10).eval()
     by_operator = flop_analysis(model, (torch.rand(1, 3, 64, 64),)).by_operator()

@@ -17,8 +17,14 @@ from torchvision.models import swin_v2_b, swin_v2_s, swin_v2_t
 
 from swin_scratch.export.backbone import export_backbone, verify_backbone
 from swin_scratch.models.swin_v2 import SwinTransformerV2, swin_v2_base, swin_v2_small, swin_v2_tiny
+from swin_scratch.weights.layouts import to_official
 
-from _v2_oracle_maps import timm_v2_to_official, torchvision_v2_to_official
+
+def official_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A peer's state dict under the official keys (the package's converter, itself tested against each
+    peer's own forward in tests/weights/test_layouts.py)."""
+    return to_official(state)[0]
+
 
 # torchvision.features indices of the four stages
 TV_STAGES = (1, 3, 5, 7)
@@ -91,13 +97,13 @@ def test_state_dict_has_the_official_v2_keys_and_no_buffers():
 
 def test_torchvision_swin_v2_t_weights_load_with_every_key_mapped(torchvision_v2_t):
     ours = swin_v2_tiny()
-    result = ours.load_state_dict(torchvision_v2_to_official(torchvision_v2_t.state_dict()), strict=True)
+    result = ours.load_state_dict(official_keys(torchvision_v2_t.state_dict()), strict=True)
     assert result.missing_keys == [] and result.unexpected_keys == []
 
 
 def test_logits_match_torchvision_swin_v2_t_at_256(torchvision_v2_t, device):
     ours = swin_v2_tiny().eval()
-    ours.load_state_dict(torchvision_v2_to_official(torchvision_v2_t.state_dict()))
+    ours.load_state_dict(official_keys(torchvision_v2_t.state_dict()))
     reference, ours = _on(device, torchvision_v2_t, ours)
     images = torch.randn(2, 3, 256, 256).to(device)
     with torch.no_grad():
@@ -121,7 +127,7 @@ def test_detection_stages_match_torchvision_features_at_a_size_that_is_not_a_win
     """200 x 296 -> stage maps 50x74, 25x37, 13x19, 7x10: padding at every stage, odd merges, and a last
     stage that still shifts in one dimension only (10 > 8) and not in the other (7 pads to one window)."""
     ours = swin_v2_tiny(num_classes=0, out_indices=(0, 1, 2, 3)).eval()
-    ours.load_state_dict(torchvision_v2_to_official(torchvision_v2_t.state_dict()), strict=False)
+    ours.load_state_dict(official_keys(torchvision_v2_t.state_dict()), strict=False)
     reference, ours = _on(device, torchvision_v2_t, ours)
     stages, expected = _stages_of_both(reference, ours, torch.randn(1, 3, 200, 296).to(device))
     assert [tuple(s.shape[1:3]) for s in stages] == [(50, 74), (25, 37), (13, 19), (7, 10)]
@@ -134,7 +140,7 @@ def test_stages_match_torchvision_to_float64_rounding(torchvision_v2_t):
     our shifted-window mask is -inf and torchvision's -100."""
     reference = copy.deepcopy(torchvision_v2_t).double()
     ours = swin_v2_tiny(num_classes=0, out_indices=(0, 1, 2, 3)).eval().double()
-    ours.load_state_dict(torchvision_v2_to_official(reference.state_dict()), strict=False)
+    ours.load_state_dict(official_keys(reference.state_dict()), strict=False)
     stages, expected = _stages_of_both(reference, ours, torch.randn(1, 3, 200, 296, dtype=torch.float64))
     for ours_stage, tv_stage in zip(stages, expected):
         assert _relative_error(tv_stage, ours_stage) <= 1e-10
@@ -144,7 +150,7 @@ def test_logits_match_timm_swinv2_tiny_window8_256():
     torch.manual_seed(0)
     reference = _perturb_(timm.create_model("swinv2_tiny_window8_256", pretrained=False)).eval()
     ours = swin_v2_tiny().eval()
-    ours.load_state_dict(timm_v2_to_official(reference.state_dict()), strict=True)
+    ours.load_state_dict(official_keys(reference.state_dict()), strict=True)
     images = torch.randn(2, 3, 256, 256)
     with torch.no_grad():
         expected, actual = reference(images), ours(images)
@@ -190,7 +196,7 @@ def test_logits_match_timm_with_pretrained_window_sizes_other_than_the_window():
     torch.manual_seed(0)
     reference = _perturb_(timm.models.swin_transformer_v2.SwinTransformerV2(**config)).eval()
     ours = SwinTransformerV2(**config).eval()
-    ours.load_state_dict(timm_v2_to_official(reference.state_dict()), strict=True)
+    ours.load_state_dict(official_keys(reference.state_dict()), strict=True)
     images = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         expected, actual = reference(images), ours(images)

@@ -19,15 +19,9 @@ from timm.models.swin_transformer_v2 import SwinTransformerV2 as TimmSwinV2
 from torchvision.models import swin_transformer as tv_swin
 
 from swin_scratch.models.swin import SwinTransformer, swin_tiny
+from swin_scratch.models.swin_v2 import SwinTransformerV2, swin_v2_tiny
 from swin_scratch.weights.files import CheckpointError, read_checkpoint
 from swin_scratch.weights.layouts import LAYOUTS, detect_layout, is_swin_v2, to_official, unfold_to_concat_order
-
-try:
-    from swin_scratch.models.swin_v2 import SwinTransformerV2, swin_v2_tiny
-except ImportError:  # the V2 model is written beside this file; its tests wait for it
-    SwinTransformerV2 = swin_v2_tiny = None
-
-needs_v2_model = pytest.mark.skipif(SwinTransformerV2 is None, reason="swin_scratch.models.swin_v2 is not there yet")
 
 # one small Swin for every library: 64² images, 2 stages (so one patch merging), 4x4 windows
 TINY = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4, num_classes=10)
@@ -391,7 +385,6 @@ def test_two_backbones_in_one_dict_are_refused():
 # Swin V2: logits of the peer's own forward, into the project's V2 model.
 
 
-@needs_v2_model
 def test_timm_swinv2_tiny_converts_to_logits_equal_to_timms():
     peer = perturbed(timm.create_model("swinv2_tiny_window8_256", pretrained=False))
     official, layout = to_official(peer.state_dict())
@@ -399,7 +392,6 @@ def test_timm_swinv2_tiny_converts_to_logits_equal_to_timms():
     assert_logits_match(swin_v2_tiny(), official, peer, (1, 3, 256, 256))
 
 
-@needs_v2_model
 def test_torchvision_swin_v2_t_converts_to_logits_equal_to_torchvisions():
     peer = perturbed(torchvision.models.swin_v2_t(weights=None))
     official, layout = to_official(peer.state_dict())
@@ -407,7 +399,6 @@ def test_torchvision_swin_v2_t_converts_to_logits_equal_to_torchvisions():
     assert_logits_match(swin_v2_tiny(), official, peer, (1, 3, 256, 256))
 
 
-@needs_v2_model
 def test_hf_swinv2_safetensors_convert_to_logits_equal_to_transformers(tmp_path):
     peer = hf_tiny(2)
     official, layout = to_official(hf_saved(peer, tmp_path))
@@ -415,7 +406,6 @@ def test_hf_swinv2_safetensors_convert_to_logits_equal_to_transformers(tmp_path)
     assert_logits_match(ours_v2_tiny(), official, lambda images: peer(pixel_values=images).logits, TINY_IMAGE)
 
 
-@needs_v2_model
 def test_hf_swinv2_logit_scale_of_shape_1_heads_1_1_is_normalised():
     state = hf_tiny(2).state_dict()
     reshaped = {key: value[None] if key.endswith("logit_scale") else value for key, value in state.items()}

@@ -144,13 +144,18 @@ def test_an_unreachable_server_is_the_same_one_line_error(cache):
         ("cascade_mask_rcnn_swin_t_fpn_3x.yaml", "swin_tiny_patch4_window7_224.pth"),
         ("cascade_mask_rcnn_swin_s_fpn_3x.yaml", "swin_small_patch4_window7_224.pth"),
         ("cascade_mask_rcnn_swin_b_fpn_3x.yaml", "swin_base_patch4_window7_224.pth"),
+        ("mask_rcnn_swin_v2_t_fpn_3x.yaml", "swinv2_tiny_patch4_window8_256.pth"),
+        ("cascade_mask_rcnn_swin_v2_s_fpn_3x.yaml", "swinv2_small_patch4_window8_256.pth"),
+        ("cascade_mask_rcnn_swin_v2_b_fpn_3x.yaml", "swinv2_base_patch4_window8_256.pth"),
     ],
 )
 def test_every_coco_config_starts_from_the_official_imagenet_weights_of_its_variant(config, release_file):
     from swin_scratch.detection.config import get_swin_cfg
 
     cfg = get_swin_cfg(config)
-    assert cfg.MODEL.WEIGHTS == OFFICIAL_RELEASE + release_file
+    version = 2 if release_file.startswith("swinv2") else 1
+    release = OFFICIAL_RELEASE.replace("v1.0.0", "v2.0.0") if version == 2 else OFFICIAL_RELEASE
+    assert cfg.MODEL.WEIGHTS == release + release_file and cfg.MODEL.SWIN.VERSION == version
     variant = {"tiny": (96, [2, 2, 6, 2]), "small": (96, [2, 2, 18, 2]), "base": (128, [2, 2, 18, 2])}
     embed_dim, depths = variant[release_file.split("_")[1]]
     assert (cfg.MODEL.SWIN.EMBED_DIM, list(cfg.MODEL.SWIN.DEPTHS)) == (embed_dim, depths)
