@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(dist_url="auto")
     parser.add_argument(
         "--config", dest="config_file", metavar="NAME_OR_PATH",
-        help="config path, or a bare name such as swin_coco.yaml looked up in configs/",
+        help="config path, or a bare name such as swin_coco.yaml looked up among the package's configs "
+        "(swin_scratch/configs/; ./configs in a clone)",
     )
     data = parser.add_argument_group(
         "your own COCO-format data (same as the DATASETS.TRAIN_JSON / TRAIN_IMAGES / TEST_JSON / TEST_IMAGES keys)"

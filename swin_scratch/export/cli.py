@@ -17,11 +17,13 @@ VERIFY_TOLERANCE = {"fp32": 1e-4, "bf16": 5e-2}
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Export a Swin backbone or detector (TorchScript/ONNX) and verify it against eager PyTorch. "
-        "Backbone exports accept any H, W that are multiples of 32; detector exports accept only the traced image size. "
+        "Backbone exports accept any H, W that are multiples of 32; detector exports accept only the traced image "
+        "size. "
         "Exports are traced and verified on the CPU, whatever MODEL.DEVICE says: the files then run anywhere and are "
         "checked with onnxruntime's CPU provider."
     )
-    parser.add_argument("--config", required=True, help="config name in configs/ or a path")
+    parser.add_argument("--config", required=True,
+                        help="config path, or a bare name among the package's configs (swin_scratch/configs/)")
     parser.add_argument("--weights", default="", help="checkpoint for MODEL.WEIGHTS ('' = random init)")
     parser.add_argument("--format", choices=("torchscript", "onnx"), required=True)
     parser.add_argument("--output", required=True, help="output directory")
