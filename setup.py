@@ -42,6 +42,16 @@ setup(
     # and swin_scratch.model_zoo find them in an installed wheel. The .py recipes ship as modules of
     # the swin_scratch.configs package.
     package_data={"swin_scratch.configs": ["*.yaml"]},
+    # The tools/ scripts as commands of an installed package (each is the same main as tools/<script>.py)
+    entry_points={
+        "console_scripts": [
+            "swin-train=swin_scratch.engine.train:main",  # tools/train_net.py (YAML and LazyConfig .py configs)
+            "swin-evaluate=swin_scratch.engine.evaluate:main",  # tools/evaluate.py
+            "swin-demo=swin_scratch.visualization.cli:main",  # tools/demo.py
+            "swin-export=swin_scratch.export.cli:main",  # tools/export_model.py
+            "swin-convert=swin_scratch.detection.convert_cli:main",  # tools/convert_swin_checkpoint.py
+        ],
+    },
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
