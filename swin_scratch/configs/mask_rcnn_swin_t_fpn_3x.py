@@ -58,7 +58,7 @@ dataloader.train.mapper = L(SafeDatasetMapper)(
 dataloader.train.total_batch_size = 16
 dataloader.test.mapper.image_format = "RGB"  # test: short side 800, long side <= 1333 (detectron2's common)
 dataloader.evaluator = L(SwinCOCOEvaluator)(
-    dataset_name="${..test.dataset.names}", output_dir="${train.output_dir}/inference"
+    dataset_name="${..test.dataset.names}", output_dir="${train.output_dir}/inference/${..test.dataset.names}"
 )
 
 optimizer = L(torch.optim.AdamW)(
