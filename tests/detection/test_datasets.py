@@ -7,7 +7,7 @@ import shutil
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from helpers.own_data import CATEGORIES, CLASS_NAMES, TRAIN_IMAGE_IDS, unregister_new_datasets, write_own_dataset  # noqa: F401
+from helpers.own_data import CATEGORIES, CLASS_NAMES, TRAIN_IMAGE_IDS, write_own_dataset
 from swin_scratch.coco.categories import dataset_name_for
 from swin_scratch.detection.config import ConfigError, get_swin_cfg
 from swin_scratch.detection.dataset_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available

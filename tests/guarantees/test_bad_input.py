@@ -14,7 +14,7 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.structures import BoxMode
 from PIL import Image
 
-from helpers.own_data import unregister_new_datasets, write_own_dataset  # noqa: F401 (a fixture)
+from helpers.own_data import write_own_dataset
 from helpers.shapes import REPO, TINY_TRAINING_OVERRIDES, load_tool
 from swin_scratch.detection.checkpointer import SwinCheckpointer
 from swin_scratch.detection.config import get_swin_cfg

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.own_data import CATEGORY_IDS, CLASS_NAMES, unregister_new_datasets, write_own_dataset  # noqa: F401
+from helpers.own_data import CATEGORY_IDS, CLASS_NAMES, write_own_dataset
 from helpers.shapes import REPO, TINY_TRAINING_OVERRIDES, load_tool
 
 pytestmark = pytest.mark.slow
