@@ -61,7 +61,8 @@ def test_non_contiguous_ids_odd_image_ids_sub_folders_and_empty_images_load(frui
 
 def test_config_keys_replace_the_datasets_and_num_classes(fruit, capsys):
     train, val = fruit
-    cfg = get_swin_cfg("retinanet_swin_t_fpn_3x.yaml", ["DATASETS.TRAIN_JSON", str(train), "DATASETS.TEST_JSON", str(val)])
+    cfg = get_swin_cfg("retinanet_swin_t_fpn_3x.yaml",
+                       ["DATASETS.TRAIN_JSON", str(train), "DATASETS.TEST_JSON", str(val)])
     use_coco_json_datasets(cfg)
     assert (cfg.DATASETS.TRAIN, cfg.DATASETS.TEST) == (("fruit_train",), ("fruit_val",))
     assert cfg.MODEL.RETINANET.NUM_CLASSES == cfg.MODEL.ROI_HEADS.NUM_CLASSES == 3

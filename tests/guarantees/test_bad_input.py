@@ -31,7 +31,8 @@ from swin_scratch.weights.files import CheckpointError
 def _coco(tmp_path, images=1, mode="RGB"):
     entries, annotations = [], []
     for i in range(images):
-        Image.new(mode, (64, 48), color=120 if mode == "L" else (120, 30, 200, 255)[: len(mode)]).save(tmp_path / f"{i}.png")
+        color = 120 if mode == "L" else (120, 30, 200, 255)[: len(mode)]
+        Image.new(mode, (64, 48), color=color).save(tmp_path / f"{i}.png")
         entries.append({"id": i + 1, "file_name": f"{i}.png", "height": 48, "width": 64})
         annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [5, 5, 20, 20], "area": 400,
                             "iscrowd": 0, "segmentation": [[5, 5, 25, 5, 25, 25, 5, 25]]})
@@ -167,7 +168,8 @@ def test_checkpoint_of_another_variant_is_refused_with_key_and_shapes(tmp_path):
     ],
 )
 def test_train_net_user_errors_are_one_line_without_traceback(args, pattern, tmp_path):
-    env = {"DETECTRON2_DATASETS": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}  # this tree's package
+    # PYTHONPATH: this tree's package
+    env = {"DETECTRON2_DATASETS": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, str(REPO / "tools/train_net.py"), *args], capture_output=True,
                             text=True, cwd=tmp_path, env=env, timeout=300)
     assert result.returncode == 2

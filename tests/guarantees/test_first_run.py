@@ -58,8 +58,8 @@ def trained(own_data, session_dir) -> tuple[Run, Path]:
     with FileLock(str(own_data.parent) + ".lock"):
         if not logs.exists():
             write_own_dataset(own_data)
-            command = [sys.executable, str(REPO / "tools/train_net.py"), "--config", "swin_coco.yaml", "--num-gpus", "2",
-                       "--train-json", "fruit/train.json", "--test-json", "fruit/val.json",
+            command = [sys.executable, str(REPO / "tools/train_net.py"), "--config", "swin_coco.yaml",
+                       "--num-gpus", "2", "--train-json", "fruit/train.json", "--test-json", "fruit/val.json",
                        *NO_WEIGHTS, "SOLVER.MAX_ITER", "2", *TINY_TRAINING_OVERRIDES, "OUTPUT_DIR", str(output)]
             env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
             result = subprocess.run(command, capture_output=True, text=True, cwd=own_data.parent, env=env, timeout=600)
