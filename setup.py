@@ -3,6 +3,8 @@
 detectron2 itself is not on PyPI; ``make setup`` (or
 ``python -m swin_scratch.compat.install_detectron2``) installs it after this package.
 """
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # Runtime dependencies; tests/test_environment.py checks environment.yml names the same ones.
@@ -34,7 +36,23 @@ setup(
     version="0.1.0",
     description="From-scratch Swin Transformer for detectron2 (COCO detection / instance segmentation) "
     "and text Transformer/RNN modules sharing one attention kernel",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
     packages=find_packages(include=["swin_scratch", "swin_scratch.*"]),
+    # The configs are package data (swin_scratch/configs/; the clone's configs/ links to it): --config NAME
+    # and swin_scratch.model_zoo find them in an installed wheel. The .py recipes ship as modules of
+    # the swin_scratch.configs package.
+    package_data={"swin_scratch.configs": ["*.yaml"]},
+    # The tools/ scripts as commands of an installed package (each is the same main as tools/<script>.py)
+    entry_points={
+        "console_scripts": [
+            "swin-train=swin_scratch.engine.train:main",  # tools/train_net.py (YAML and LazyConfig .py configs)
+            "swin-evaluate=swin_scratch.engine.evaluate:main",  # tools/evaluate.py
+            "swin-demo=swin_scratch.visualization.cli:main",  # tools/demo.py
+            "swin-export=swin_scratch.export.cli:main",  # tools/export_model.py
+            "swin-convert=swin_scratch.detection.convert_cli:main",  # tools/convert_swin_checkpoint.py
+        ],
+    },
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -26,6 +26,8 @@ ALLOWED_IMPORTS: dict[str, set[str]] = {
     "export": FOUNDATIONS | {"models", "detection", "engine"},
     "visualization": FOUNDATIONS | {"data", "evaluation", "detection", "engine"},
     "benchmark": FOUNDATIONS | {"models", "text", "data", "evaluation", "detection", "engine", "export"},
+    "configs": FOUNDATIONS | {"models", "detection"},  # the LazyConfig recipes name the classes they build
+    "model_zoo": FOUNDATIONS | {"models", "detection", "configs"},
 }
 
 

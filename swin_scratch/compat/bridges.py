@@ -8,6 +8,7 @@ Each bridge is one small function that does the same thing on both versions; the
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,21 @@ BRIDGES = (
         "v0.6: adds and loads '_trainer'; upstream main: detectron2 does it, the bridge does nothing",
         "swin_scratch/engine/trainer.py (Trainer.state_dict / load_state_dict)",
     ),
+    Bridge(
+        "fpn_square_pad_supported",
+        "ViTDet's LSJ recipe pads every batch to a 1024 x 1024 square through FPN(square_pad=...), an argument "
+        "upstream main added; v0.6's FPN has none, so the recipe pads its training crops to the square instead",
+        "v0.6: False (crops padded by FixedSizeCrop); upstream main: True (FPN square_pad)",
+        "swin_scratch/configs/cascade_mask_rcnn_swin_b_in21k_50ep.py",
+    ),
 )
+
+
+def fpn_square_pad_supported() -> bool:
+    """Whether detectron2's ``FPN`` takes ``square_pad`` (pad each batch to a square of that side)."""
+    from detectron2.modeling.backbone.fpn import FPN
+
+    return "square_pad" in inspect.signature(FPN.__init__).parameters
 
 
 def create_local_process_group(processes_per_machine: int) -> None:

@@ -6,7 +6,10 @@ from pathlib import Path
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+# The shipped configs: package data (swin_scratch/configs/, installed with the wheel); a clone's
+# top-level configs/ is a link to this folder.
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_SUFFIXES = (".yaml", ".py")  # detectron2 YAML and LazyConfig recipes
 
 
 def add_swin_config(cfg: CN) -> None:
@@ -78,17 +81,22 @@ class ConfigError(ValueError):
     """A config file or override that detectron2 rejects; the message names the file/key and the fix."""
 
 
+def shipped_config_names() -> list[str]:
+    """The config files installed with the package (``swin_coco.yaml``, ``mask_rcnn_swin_t_fpn_3x.py``, ...)."""
+    return sorted(p.name for p in CONFIGS_DIR.iterdir() if p.suffix in CONFIG_SUFFIXES and p.name != "__init__.py")
+
+
 def resolve_config_path(name_or_path: str) -> Path:
-    """A path as given, else a bare name such as ``swin_coco.yaml`` looked up in ``configs/``."""
+    """A path as given, else a bare name such as ``swin_coco.yaml`` looked up among the package's configs."""
     path = Path(name_or_path)
     if path.is_file():
         return path
     candidate = CONFIGS_DIR / name_or_path
-    if candidate.is_file():
+    if candidate.is_file() and candidate.name != "__init__.py":
         return candidate
     raise ConfigError(
         f"config file not found: {name_or_path!r} (looked at {path.resolve()} and {candidate}); "
-        f"available in configs/: {', '.join(sorted(p.name for p in CONFIGS_DIR.glob('*.yaml')))}"
+        f"the package ships: {', '.join(shipped_config_names())}"
     )
 
 

@@ -9,6 +9,7 @@ command works on a laptop and on a GPU server.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import torch
 from detectron2.config import CfgNode
@@ -22,12 +23,16 @@ def cuda_is_usable() -> bool:
 
 def resolve_device(cfg: CfgNode) -> str:
     """``MODEL.DEVICE``, or ``"cpu"`` with one ``warning:`` line (stderr) when it names CUDA and none is usable."""
-    requested = str(cfg.MODEL.DEVICE)
+    return resolve_device_name(str(cfg.MODEL.DEVICE), key="MODEL.DEVICE", cpu_override="MODEL.DEVICE cpu")
+
+
+def resolve_device_name(requested: str, key: str, cpu_override: str) -> str:
+    """``requested``, or ``"cpu"`` with one warning naming the config ``key`` and the override that says cpu."""
     if not requested.startswith("cuda") or cuda_is_usable():
         return requested
     print(
-        f"warning: MODEL.DEVICE is {requested!r} but this machine has no usable CUDA GPU: running on the CPU "
-        "instead (slower; set MODEL.DEVICE cpu to say so and silence this warning)",
+        f"warning: {key} is {requested!r} but this machine has no usable CUDA GPU: running on the CPU "
+        f"instead (slower; set {cpu_override} to say so and silence this warning)",
         file=sys.stderr,
     )
     return CPU
@@ -44,4 +49,15 @@ def use_available_device(cfg: CfgNode) -> str:
         cfg.MODEL.DEVICE = device
         if cfg.SOLVER.AMP.PRECISION == "fp16":
             cfg.SOLVER.AMP.ENABLED = False
+    return device
+
+
+def use_available_train_device(train: Any) -> str:
+    """:func:`use_available_device` for a LazyConfig: its ``train.device`` and ``train.amp`` (fp16, the
+    precision detectron2's AMP means when ``train.amp.precision`` is not given, needs a GPU)."""
+    device = resolve_device_name(str(train.device), key="train.device", cpu_override="train.device=cpu")
+    if device != train.device:
+        train.device = device
+        if train.amp.get("precision", "fp16") == "fp16":
+            train.amp.enabled = False
     return device

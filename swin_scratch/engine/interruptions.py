@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shlex
 import signal
@@ -98,11 +99,14 @@ class StopOnSignal(HookBase):
 
 
 def resume_command(argv: Optional[list[str]] = None) -> str:
-    """The command line that started this run, with ``--resume`` (before the KEY VALUE overrides)."""
+    """The command line that started this run, with ``--resume`` (before the KEY VALUE overrides):
+    ``python tools/train_net.py --resume ...`` for a script, ``swin-train --resume ...`` for the command."""
     argv = list(sys.argv if argv is None else argv)
     if "--resume" not in argv:
         argv.insert(1, "--resume")
-    return "python " + shlex.join(argv)
+    if argv[0].endswith(".py"):
+        return "python " + shlex.join(argv)
+    return shlex.join([os.path.basename(argv[0]), *argv[1:]])  # a console script, found on PATH
 
 
 def is_lost_peer_error(err: BaseException) -> bool:

@@ -62,7 +62,12 @@ class MixedPrecisionTrainer(SimpleTrainer):
 
 def build_step_trainer(cfg, model, data_loader, optimizer) -> SimpleTrainer:
     """``SimpleTrainer``, or :class:`MixedPrecisionTrainer` when ``SOLVER.AMP.ENABLED``."""
-    if not cfg.SOLVER.AMP.ENABLED:
+    return step_trainer(model, data_loader, optimizer, cfg.SOLVER.AMP.ENABLED, cfg.SOLVER.AMP.PRECISION,
+                        torch.device(cfg.MODEL.DEVICE).type)
+
+
+def step_trainer(model, data_loader, optimizer, amp: bool, precision: str, device_type: str) -> SimpleTrainer:
+    """``SimpleTrainer``, or with ``amp`` a :class:`MixedPrecisionTrainer` in ``precision`` on ``device_type``."""
+    if not amp:
         return SimpleTrainer(model, data_loader, optimizer)
-    device_type = torch.device(cfg.MODEL.DEVICE).type
-    return MixedPrecisionTrainer(model, data_loader, optimizer, cfg.SOLVER.AMP.PRECISION, device_type)
+    return MixedPrecisionTrainer(model, data_loader, optimizer, precision, device_type)

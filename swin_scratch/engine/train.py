@@ -1,4 +1,5 @@
-"""What ``tools/train_net.py`` does, importable so tests can drive it."""
+"""What ``swin-train`` and ``tools/train_net.py`` do, importable so tests can drive it: YAML configs
+here, LazyConfig ``.py`` recipes through :mod:`.lazy_train`."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,7 @@ from swin_scratch.detection.datasets import register_config_datasets
 from swin_scratch.detection.tool_config import tool_config
 from swin_scratch.engine.interruptions import LostRankError
 from swin_scratch.engine.launch import launch
+from swin_scratch.engine.lazy_train import check_lazy_inputs, load_lazy_config, run_lazy
 from swin_scratch.engine.trainer import Trainer, TrainingDivergedError
 from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.precision import PrecisionError, autocast, check_precision, device_type_of
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         "  python tools/train_net.py --config swin_shapes.yaml SOLVER.MAX_ITER 200\n"
         "  python tools/train_net.py --config swin_coco.yaml --eval-only MODEL.WEIGHTS model_final.pth\n"
         "  python tools/train_net.py --config swin_coco.yaml --train-json my/train.json --test-json my/val.json\n"
+        "  swin-train --config mask_rcnn_swin_t_fpn_3x.py --num-gpus 8 train.max_iter=1000   # a LazyConfig\n"
         "--num-gpus N with MODEL.DEVICE cpu starts N CPU processes (gloo); so does MODEL.DEVICE cuda\n"
         "(the default) on a machine without a GPU, after a warning.\n"
         "Under torchrun, the process group comes from torchrun's environment."
@@ -53,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(dist_url="auto")
     parser.add_argument(
         "--config", dest="config_file", metavar="NAME_OR_PATH",
-        help="config path, or a bare name such as swin_coco.yaml looked up in configs/",
+        help="config path, or a bare name such as swin_coco.yaml looked up among the package's configs "
+        "(swin_scratch/configs/; ./configs in a clone)",
     )
     data = parser.add_argument_group(
         "your own COCO-format data (same as the DATASETS.TRAIN_JSON / TRAIN_IMAGES / TEST_JSON / TEST_IMAGES keys)"
@@ -144,11 +148,17 @@ def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     return trainer.train()
 
 
-def run_reporting_errors(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
-    """:func:`run`, printing an error as one line in the process that met it (a spawned process has
-    no other way to report it without a traceback) and ending that process with its exit status."""
+def is_lazy_config(path: str) -> bool:
+    """``.py`` configs are LazyConfig recipes (:mod:`.lazy_train`); the others detectron2 YAML."""
+    return str(path).endswith(".py")
+
+
+def run_reporting_errors(args: argparse.Namespace, cfg: Any) -> dict[str, Any] | None:
+    """:func:`run` (or :func:`.lazy_train.run_lazy`), printing an error as one line in the process that met
+    it (a spawned process has no other way to report it without a traceback) and ending that process
+    with its exit status."""
     try:
-        return run(args, cfg)
+        return (run_lazy if is_lazy_config(args.config_file) else run)(args, cfg)
     except USER_ERRORS + (LostRankError,) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(getattr(err, "exit_status", 2)) from None
@@ -165,8 +175,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # detectron2's default_setup reads the file again by path: give it the resolved one
         args.config_file = str(resolve_config_path(args.config_file))
-        cfg = check_inputs(args)
-        use_cuda = str(cfg.MODEL.DEVICE).startswith("cuda")
+        if is_lazy_config(args.config_file):
+            cfg = check_lazy_inputs(args, load_lazy_config(args.config_file, args.opts))
+            use_cuda = str(cfg.train.device).startswith("cuda")
+        else:
+            cfg = check_inputs(args)
+            use_cuda = str(cfg.MODEL.DEVICE).startswith("cuda")
         launch(
             run_reporting_errors,
             args.num_gpus,

@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 import weakref
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from detectron2.data.build import _train_loader_from_config
 from detectron2.engine import DefaultTrainer, create_ddp_model
@@ -33,14 +33,15 @@ from swin_scratch.engine.train_loader import build_resumable_train_loader
 from swin_scratch.weights.files import CheckpointError
 
 logger = logging.getLogger("swin_scratch")
+T = TypeVar("T")
 
 class TrainingDivergedError(FloatingPointError):
     """A loss became NaN/inf; no checkpoint was written from the diverged state."""
 
 
-def ddp_device_ids(cfg) -> dict[str, Any]:
+def ddp_device_ids(device: str) -> dict[str, Any]:
     """CPU modules take ``device_ids=None`` (gloo); detectron2's default is the local GPU."""
-    return {} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
+    return {} if device.startswith("cuda") else {"device_ids": None}
 
 
 class Trainer(DefaultTrainer):
@@ -62,8 +63,9 @@ class Trainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self._data_seed)
-        model = create_ddp_model(model, broadcast_buffers=False, **ddp_device_ids(cfg))
-        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # AMP on CPU too (engine/mixed_precision.py)
+        model = create_ddp_model(model, broadcast_buffers=False, **ddp_device_ids(cfg.MODEL.DEVICE))
+        # AMP on CPU too (engine/mixed_precision.py)
+        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SwinCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
@@ -145,25 +147,31 @@ class Trainer(DefaultTrainer):
 
     def train(self) -> dict[str, Any] | None:
         """detectron2's loop; SIGTERM/SIGINT stop it cleanly at a checkpoint (:mod:`.interruptions`)."""
-        with self._stop_request.installed():
-            try:
-                return super().train()
-            except TrainingStopped as stop:
-                if comm.is_main_process():
-                    print(f"{stop.signal_name}: stopped at iteration {stop.iteration}, checkpoint saved to "
-                          f"{stop.checkpoint}; resume with: {resume_command()}", file=sys.stderr, flush=True)
-                return None
-            except FloatingPointError as err:
-                raise self._diverged(err) from None
-            except RuntimeError as err:
-                if is_lost_peer_error(err) and not isinstance(err, CheckpointError):
-                    raise lost_rank_error(err, self.iter) from None
-                raise
+        return train_until_stopped(self, self._stop_request, super().train)
 
-    def _diverged(self, err: FloatingPointError) -> TrainingDivergedError:
-        last = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else None
-        return TrainingDivergedError(
-            f"training diverged at iteration {self.iter}: a loss became NaN or infinite "
-            f"({str(err).splitlines()[0]}). Last good checkpoint: {last or 'none written yet'}; "
-            "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS, then resume with --resume."
-        )
+
+def train_until_stopped(trainer: Any, stop_request: StopRequest, train: Callable[[], T],
+                        fix: str = "lower SOLVER.BASE_LR or enable SOLVER.CLIP_GRADIENTS") -> T | None:
+    """Run ``train()`` (a detectron2 training loop of ``trainer``, which has ``iter`` and ``checkpointer``)
+    with the stop signals handled: SIGTERM/SIGINT end it at a checkpoint, with one line naming the
+    checkpoint and the resume command (returns None); a NaN/inf loss becomes :class:`TrainingDivergedError`
+    (``fix`` says what to change), a lost peer process :class:`LostRankError`."""
+    with stop_request.installed():
+        try:
+            return train()
+        except TrainingStopped as stop:
+            if comm.is_main_process():
+                print(f"{stop.signal_name}: stopped at iteration {stop.iteration}, checkpoint saved to "
+                      f"{stop.checkpoint}; resume with: {resume_command()}", file=sys.stderr, flush=True)
+            return None
+        except FloatingPointError as err:
+            last = trainer.checkpointer.get_checkpoint_file() if trainer.checkpointer.has_checkpoint() else None
+            raise TrainingDivergedError(
+                f"training diverged at iteration {trainer.iter}: a loss became NaN or infinite "
+                f"({str(err).splitlines()[0]}). Last good checkpoint: {last or 'none written yet'}; "
+                f"{fix}, then resume with --resume."
+            ) from None
+        except RuntimeError as err:
+            if is_lost_peer_error(err) and not isinstance(err, CheckpointError):
+                raise lost_rank_error(err, trainer.iter) from None
+            raise

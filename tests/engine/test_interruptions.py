@@ -23,3 +23,8 @@ def test_resume_command_puts_resume_before_the_key_value_overrides():
     argv = ["tools/train_net.py", "--config", "swin_shapes.yaml", "OUTPUT_DIR", "out dir"]
     assert resume_command(argv) == "python tools/train_net.py --resume --config swin_shapes.yaml OUTPUT_DIR 'out dir'"
     assert resume_command(resume_command(argv).split()[1:2] + ["--resume"]).count("--resume") == 1
+
+
+def test_resume_command_of_the_console_script_names_the_command():
+    argv = ["/some/venv/bin/swin-train", "--config", "swin_shapes.yaml"]
+    assert resume_command(argv) == "swin-train --resume --config swin_shapes.yaml"

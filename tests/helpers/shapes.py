@@ -27,6 +27,32 @@ TINY_TRAINING_OVERRIDES = [
 ]
 
 
+# The same tiny model and data as key=value overrides of the LazyConfig mask_rcnn_swin_t_fpn_3x.py
+# (FPN and heads keep their widths: the recipe states them in several places)
+TINY_LAZY_OVERRIDES = [
+    "model.backbone.bottom_up.swin.embed_dim=16",
+    "model.backbone.bottom_up.swin.depths=[1,1,1,1]",
+    "model.backbone.bottom_up.swin.num_heads=[1,1,2,2]",
+    "model.roi_heads.num_classes=4",
+    "model.roi_heads.batch_size_per_image=64",
+    "dataloader.train.dataset.names=shapes_train",
+    "dataloader.test.dataset.names=shapes_val",
+    "dataloader.train.total_batch_size=2",
+    "dataloader.train.num_workers=0",
+    "dataloader.test.num_workers=0",
+    "dataloader.train.mapper.augmentations.min_sizes=[96]",
+    "dataloader.train.mapper.augmentations.max_size=128",
+    "dataloader.test.mapper.augmentations.0.short_edge_length=96",
+    "dataloader.test.mapper.augmentations.0.max_size=128",
+    "train.device=cpu",
+    "train.init_checkpoint=",
+    "train.eval_period=0",
+    "train.log_period=1",
+    "+train.seed=7",  # a key detectron2's common train config does not have (added, no warning)
+    "lr_multiplier.warmup_length=0",
+]
+
+
 def make_tiny_shapes(root: Path, num_train: int = 12, num_val: int = 4) -> Path:
     subprocess.run(
         [sys.executable, str(REPO / "tools/make_shapes_dataset.py"), "--root", str(root),

@@ -139,6 +139,7 @@ def test_an_unreachable_server_is_the_same_one_line_error(cache):
         ("swin_coco.yaml", "swin_tiny_patch4_window7_224.pth"),
         ("mask_rcnn_swin_t_fpn_3x.yaml", "swin_tiny_patch4_window7_224.pth"),
         ("mask_rcnn_swin_t_fpn_1x.yaml", "swin_tiny_patch4_window7_224.pth"),
+        ("mask_rcnn_swin_s_fpn_3x.yaml", "swin_small_patch4_window7_224.pth"),
         ("faster_rcnn_swin_t_fpn_3x.yaml", "swin_tiny_patch4_window7_224.pth"),
         ("retinanet_swin_t_fpn_3x.yaml", "swin_tiny_patch4_window7_224.pth"),
         ("cascade_mask_rcnn_swin_t_fpn_3x.yaml", "swin_tiny_patch4_window7_224.pth"),
