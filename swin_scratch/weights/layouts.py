@@ -688,3 +688,13 @@ def _not_swin_error(keys: Sequence[str]) -> CheckpointError:
 
 def _first(keys: list[str], count: int = 4) -> str:
     return ", ".join(keys[:count]) + (f", ... ({len(keys)} in all)" if len(keys) > count else "")
+
+
+def markdown_table() -> str:
+    """:data:`LAYOUTS` as the Markdown table docs/weights.md shows (a test keeps the two in step)."""
+    rows = ["| layout | what it is | where such files come from | decided by | what the loader does |",
+            "|---|---|---|---|---|"]
+    for layout in LAYOUTS.values():
+        cells = (f"`{layout.name}`", layout.title, layout.origin, layout.decisive, layout.conversion)
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(rows) + "\n"

@@ -412,3 +412,10 @@ def test_hf_swinv2_logit_scale_of_shape_1_heads_1_1_is_normalised():
     official, _ = to_official(reshaped)
     ours_v2_tiny().load_state_dict(official, strict=True)
     assert official["layers.1.blocks.0.attn.logit_scale"].shape == (4, 1, 1)
+
+
+def test_the_docs_show_the_layout_table():
+    from helpers.tools import REPO
+    from swin_scratch.weights.layouts import markdown_table
+
+    assert markdown_table() in (REPO / "docs/weights.md").read_text()
