@@ -77,7 +77,7 @@ demo: $(STAMP)
 	$(PY) tools/train_net.py --config swin_shapes.yaml --resume OUTPUT_DIR $(DEMO_OUT)
 	$(PY) tools/plot_metrics.py $(DEMO_OUT)
 	$(PY) tools/demo.py --config swin_shapes.yaml --weights $(DEMO_OUT)/model_final.pth \
-		--input $$(ls datasets/shapes/val/*.png | head -n 8) --output $(DEMO_OUT)/predictions
+		--dataset shapes_val --limit 8 --output $(DEMO_OUT)/predictions
 	@echo "== demo outputs =="
 	@echo "metrics:      $(DEMO_OUT)/metrics.json"
 	@echo "evaluation:   $(DEMO_OUT)/inference/shapes_val/"

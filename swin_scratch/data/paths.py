@@ -1,7 +1,7 @@
 """Where datasets live on disk: one place for the root that every dataset module resolves against.
 
 Its own module because both the generator (:mod:`.shapes`) and the detectron2 registration
-(:mod:`.datasets`) need it, and the registration already imports the generator's layout.
+(:mod:`swin_scratch.detection.datasets`) need it, and the registration imports the generator's layout.
 """
 from __future__ import annotations
 

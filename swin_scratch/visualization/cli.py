@@ -22,6 +22,7 @@ from swin_scratch.visualization.predictions import (
     build_predictor,
     check_images_readable,
     collect_image_paths,
+    dataset_image_dir,
     load_inference_setup,
     predict_and_draw,
 )
@@ -33,14 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", "--config-file", dest="config", required=True, metavar="NAME_OR_PATH",
                         help="config path, or a bare name such as swin_shapes.yaml among the package's configs")
     parser.add_argument("--weights", required=True, metavar="PTH", help="trained weights (e.g. model_final.pth)")
-    parser.add_argument("--input", nargs="+", required=True, metavar="IMG_OR_DIR",
-                        help="image files and/or directories of images")
+    parser.add_argument("--input", nargs="+", metavar="IMG_OR_DIR",
+                        help="image files and/or directories of images (default: the images of --dataset)")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N images (sorted by name)")
     parser.add_argument("--output", required=True, metavar="DIR")
     parser.add_argument("--score-threshold", "--confidence-threshold", dest="score_threshold", type=float,
                         default=0.5, help="draw and save only predictions scoring at least this (default 0.5)")
     parser.add_argument("--dataset", metavar="NAME",
-                        help="registered dataset whose class names to use (default: those saved in the checkpoint "
-                             "by tools/train_net.py, else the config's first DATASETS.TEST)")
+                        help="registered dataset (e.g. shapes_val) whose class names to use, and whose images when "
+                             "--input is not given; found where it was registered (DETECTRON2_DATASETS honoured). "
+                             "Default class names: those saved in the checkpoint by training, else the config's "
+                             "first DATASETS.TEST")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="inference under torch.autocast in this precision (bf16: CPUs with AVX512-BF16/AMX, GPUs)")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
@@ -53,9 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reuse_freed_memory()
     try:
-        images = collect_image_paths(args.input)
-        check_images_readable(images)
+        if not args.input and not args.dataset:
+            raise DemoInputError("give the images: --input IMG_OR_DIR..., or --dataset NAME for a dataset's images")
         setup = load_inference_setup(args.config, args.weights, args.opts, dataset=args.dataset)
+        images = collect_image_paths(args.input or [dataset_image_dir(args.dataset)])[: args.limit]
+        check_images_readable(images)
         predictor = build_predictor(setup.cfg)
         with autocast(args.precision, device_type_of(setup.cfg.MODEL.DEVICE)):
             written = predict_and_draw(predictor, images, args.output, setup.metadata, args.score_threshold)

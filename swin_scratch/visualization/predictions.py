@@ -49,6 +49,17 @@ def collect_image_paths(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return paths
 
 
+def dataset_image_dir(name: str) -> Path:
+    """The image folder of a registered detectron2 dataset (where its registration points, so the
+    built-in shapes data is found wherever DETECTRON2_DATASETS put it)."""
+    from detectron2.data import MetadataCatalog
+
+    image_root = getattr(MetadataCatalog.get(name), "image_root", None)
+    if not image_root:
+        raise DemoInputError(f"dataset {name!r} has no image folder registered; give the images with --input")
+    return Path(image_root)
+
+
 def read_image_bgr(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 BGR, EXIF orientation applied (as detectron2 reads training images)."""
     from detectron2.data.detection_utils import read_image

@@ -162,16 +162,20 @@ def test_demo_tool_names_missing_weights(shapes_images, tmp_path, capsys):
     assert f"weights not found: {tmp_path / 'missing.pth'}" in capsys.readouterr().err
 
 
+TINY_DEMO_MODEL = [
+    "MODEL.SWIN.EMBED_DIM", "16", "MODEL.SWIN.DEPTHS", "[1, 1, 1, 1]", "MODEL.SWIN.NUM_HEADS", "[1, 1, 2, 2]",
+    "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.ROI_MASK_HEAD.CONV_DIM", "16",
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "3",
+]
+
+
 def test_demo_tool_runs_the_make_demo_swin_model(shapes_images, tmp_path, capsys):
-    pytest.importorskip("swin_scratch.models.swin", reason="the Swin model has not landed yet")
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
     from swin_scratch.detection.config import get_swin_cfg
 
-    tiny = ["MODEL.SWIN.EMBED_DIM", "16", "MODEL.SWIN.DEPTHS", "[1, 1, 1, 1]", "MODEL.SWIN.NUM_HEADS", "[1, 1, 2, 2]",
-            "MODEL.FPN.OUT_CHANNELS", "16", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "MODEL.ROI_MASK_HEAD.CONV_DIM", "16",
-            "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "TEST.DETECTIONS_PER_IMAGE", "3"]
+    tiny = TINY_DEMO_MODEL
     DetectionCheckpointer(build_model(get_swin_cfg("swin_shapes.yaml", tiny)), str(tmp_path)).save("model_final")
     args = ["--config", "swin_shapes.yaml", "--weights", str(tmp_path / "model_final.pth"),
             "--input", str(shapes_images[0].parent), "--output", str(tmp_path / "out"), "--score-threshold", "0",
@@ -246,3 +250,31 @@ def test_plot_metrics_tool_writes_into_the_run_folder_and_fails_cleanly_without_
     assert tool.main([str(tmp_path / "empty_run")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: metrics file not found") and err.count("\n") == 1
+
+
+def test_make_demos_last_steps_find_the_data_where_detectron2_datasets_put_it(tmp_path, monkeypatch, capsys):
+    """make demo's generate / predict steps with DETECTRON2_DATASETS set: the pictures come from there."""
+    import subprocess
+    import sys
+
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from helpers.tools import REPO
+    from swin_scratch.detection.config import get_swin_cfg
+
+    datasets = tmp_path / "my_datasets"
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(datasets))
+    subprocess.run([sys.executable, str(REPO / "tools/make_shapes_dataset.py"), "--num-train", "2", "--num-val", "3",
+                    "--image-size", "96"], check=True, capture_output=True, cwd=tmp_path)
+    assert len(list((datasets / "shapes" / "val").glob("*.png"))) == 3
+    DetectionCheckpointer(build_model(get_swin_cfg("swin_shapes.yaml", TINY_DEMO_MODEL)), str(tmp_path)).save("m")
+    demo_step = next(line for line in (REPO / "Makefile").read_text().splitlines() if "--dataset shapes_val" in line)
+    assert "datasets/" not in demo_step  # the recipe names the dataset, not a folder
+    args = ["--config", "swin_shapes.yaml", "--weights", str(tmp_path / "m.pth"), "--dataset", "shapes_val",
+            "--limit", "2", "--output", str(tmp_path / "predictions"), "--opts", *TINY_DEMO_MODEL]
+    monkeypatch.chdir(tmp_path)
+    assert load_tool("demo").main(args) == 0
+    assert len(list((tmp_path / "predictions").glob("*_pred.png"))) == 2
+    assert "predictions for 2 image(s)" in capsys.readouterr().out
+
