@@ -7,6 +7,7 @@ import torch
 from detectron2.modeling import build_model
 from safetensors.torch import save_file
 
+from helpers.swin import backbone, classifier, official_state
 from helpers.tools import load_tool
 from swin_scratch.detection.backbone import swin_module
 from swin_scratch.detection.checkpointer import SwinCheckpointer
@@ -14,26 +15,7 @@ from swin_scratch.detection.config import get_swin_cfg
 from swin_scratch.detection.convert import convert_swin_checkpoint
 from swin_scratch.models import SwinTransformer, load_swin_checkpoint
 
-TINY = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), drop_path_rate=0.0)
 TINY_CFG = ["MODEL.SWIN.EMBED_DIM", "16", "MODEL.SWIN.DEPTHS", "[2, 2, 2, 2]", "MODEL.SWIN.NUM_HEADS", "[1, 2, 2, 4]"]
-
-
-def classifier(**overrides) -> SwinTransformer:
-    return SwinTransformer(**{**TINY, "num_classes": 10, **overrides})
-
-
-def backbone(**overrides) -> SwinTransformer:
-    return SwinTransformer(**{**TINY, "num_classes": 0, "out_indices": (0, 1, 2, 3), **overrides})
-
-
-def official_state(model: SwinTransformer) -> dict[str, torch.Tensor]:
-    """What an official file holds: parameters plus the relative_position_index / attn_mask buffers."""
-    state = dict(model.state_dict())
-    for name, module in model.named_modules():
-        if hasattr(module, "relative_position_index"):
-            state[f"{name}.relative_position_index"] = module.relative_position_index
-            state[f"{name}.attn_mask"] = torch.zeros(1)
-    return state
 
 
 def timm_layout(model: SwinTransformer) -> dict[str, torch.Tensor]:
