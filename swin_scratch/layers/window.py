@@ -62,12 +62,17 @@ class WindowLayout(NamedTuple):
     Without routes (None), partition and reverse take the textbook steps instead: torch.compile's
     inductor fuses those into one kernel itself (and its CUDA backend in torch 2.11 cannot bound
     gather indices computed with ``%``).
+
+    The routes are rows of the flattened tensors of ``images`` images stored back to back: the map
+    (images * H * W, C) and the windows (images * nW * N, C). :func:`window_layout` builds them for
+    one image; :func:`batched_layout` extends them to a batch (a stage caches that per batch size).
     """
 
     geometry: WindowGeometry
-    source_tokens: Optional[Tensor] = None  # (nW * N,) map token (h * W + w) copied into each slot; 0 for padding
-    padding_slots: Optional[Tensor] = None  # (P,) window slots that hold zero padding
-    token_slots: Optional[Tensor] = None  # (H * W,) window slot of each map token
+    source_tokens: Optional[Tensor] = None  # (images * nW * N,) map row copied into each slot; 0 for padding
+    padding_slots: Optional[Tensor] = None  # (images * P,) window slots that hold zero padding
+    token_slots: Optional[Tensor] = None  # (images * H * W,) window slot of each map row
+    images: int = 1  # how many images the routes cover
 
 
 def window_layout(
@@ -95,6 +100,25 @@ def window_layout(
     return WindowLayout(geometry, source_tokens, padding_slots, token_slots)
 
 
+def batched_layout(layout: WindowLayout, batch: int) -> WindowLayout:
+    """The routes of one image extended to ``batch`` images stored back to back (image b's rows are
+    offset by b * H * W in the map and b * nW * N in the windows); ``layout`` itself when it already
+    covers ``batch`` images or has no routes. A trace always extends one image's routes, so that the
+    batch stays a traced size (ONNX exports with a dynamic batch)."""
+    if layout.source_tokens is None or (layout.images == batch and not torch.jit.is_tracing()):
+        return layout
+    if layout.images != 1:
+        raise ValueError(f"routes of {layout.images} images cannot serve a batch of {batch}")
+    slots, map_tokens = layout.source_tokens.numel(), layout.token_slots.numel()
+    return WindowLayout(
+        layout.geometry,
+        _per_image(layout.source_tokens, batch, map_tokens),
+        _per_image(layout.padding_slots, batch, slots),
+        _per_image(layout.token_slots, batch, slots),
+        batch,
+    )
+
+
 def partition_windows(x: Tensor, layout: WindowLayout) -> Tensor:
     """(B, H, W, C) -> (B, nW, N, C): zero-padded, cyclically shifted windows, written once."""
     geometry = layout.geometry
@@ -102,12 +126,11 @@ def partition_windows(x: Tensor, layout: WindowLayout) -> Tensor:
         shifted = torch.roll(pad_to_geometry(x, geometry), (-geometry.shift_height, -geometry.shift_width), (1, 2))
         return window_partition(shifted, geometry.window_size)
     batch, height, width, channels = x.shape
-    slots = layout.source_tokens.numel()
-    rows = _per_image(layout.source_tokens, batch, height * width)
-    windows = x.reshape(batch * height * width, channels).index_select(0, rows)  # (B * nW * N, C)
-    windows = windows.index_fill_(0, _per_image(layout.padding_slots, batch, slots), 0.0)
-    window_size = geometry.window_size
-    return windows.view(batch, slots // (window_size * window_size), window_size * window_size, channels)
+    layout = batched_layout(layout, batch)
+    windows = x.reshape(batch * height * width, channels).index_select(0, layout.source_tokens)  # (B * nW * N, C)
+    windows = windows.index_fill_(0, layout.padding_slots, 0.0)
+    tokens = geometry.window_size * geometry.window_size
+    return windows.view(batch, -1, tokens, channels)
 
 
 def merge_windows(windows: Tensor, layout: WindowLayout, height: int, width: int) -> Tensor:
@@ -117,9 +140,9 @@ def merge_windows(windows: Tensor, layout: WindowLayout, height: int, width: int
         padded = window_reverse(windows, geometry.window_size, geometry.padded_height, geometry.padded_width)
         return torch.roll(padded, (geometry.shift_height, geometry.shift_width), (1, 2))[:, :height, :width]
     batch, num_windows, tokens, channels = windows.shape
-    rows = _per_image(layout.token_slots, batch, num_windows * tokens)
+    layout = batched_layout(layout, batch)
     flat = windows.reshape(batch * num_windows * tokens, channels)
-    return flat.index_select(0, rows).view(batch, height, width, channels)
+    return flat.index_select(0, layout.token_slots).view(batch, height, width, channels)
 
 
 def _window_slots(rows: Tensor, cols: Tensor, geometry: WindowGeometry) -> Tensor:

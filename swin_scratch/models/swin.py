@@ -26,6 +26,7 @@ from swin_scratch.layers.attention import scaled_dot_product_attention
 from swin_scratch.layers.mlp import DropPath, Mlp
 from swin_scratch.layers.window import (
     WindowLayout,
+    batched_layout,
     merge_windows,
     partition_windows,
     relative_position_index,
@@ -281,19 +282,30 @@ class WindowStage(nn.Module):
         rates = list(drop_path) or [0.0] * depth
         self.blocks = nn.ModuleList(make_block(0 if j % 2 == 0 else self.shift_size, rates[j]) for j in range(depth))
         self.downsample = make_downsample() if make_downsample is not None else None
-        self._plan_cache: dict[tuple, tuple] = {}
+        self._plan_cache: dict[tuple, WindowPlan] = {}
+        self._batched_plan_cache: dict[tuple, WindowPlan] = {}
 
-    def window_plan(self, height: int, width: int, device: torch.device) -> WindowPlan:
+    def window_plan(self, height: int, width: int, device: torch.device, batch: int = 1) -> WindowPlan:
         """Token routes of the regular and the shifted blocks, and the shifted-window mask (nW, N, N) or
-        None when neither dimension is shifted: built once per map size and shared by the stage's blocks."""
+        None when neither dimension is shifted: built once per map size and shared by the stage's blocks;
+        the routes of a batch of ``batch`` images once per map size and batch size."""
         if _is_tracing():
-            return self._build_window_plan(height, width, device)
+            return self._build_window_plan(height, width, device)  # one image's routes: partition extends them
         key = (height, width, str(device))
         if key not in self._plan_cache:
             if len(self._plan_cache) > 16:
                 self._plan_cache.clear()
             self._plan_cache[key] = self._build_window_plan(height, width, device)
-        return self._plan_cache[key]
+        plan = self._plan_cache[key]
+        if batch == 1:
+            return plan
+        if key + (batch,) not in self._batched_plan_cache:
+            if len(self._batched_plan_cache) > 16:
+                self._batched_plan_cache.clear()
+            self._batched_plan_cache[key + (batch,)] = WindowPlan(
+                batched_layout(plan.regular, batch), batched_layout(plan.shifted, batch), plan.mask
+            )
+        return self._batched_plan_cache[key + (batch,)]
 
     def _build_window_plan(self, height: int, width: int, device: torch.device):
         routes = not torch.compiler.is_compiling()  # inductor fuses the textbook steps itself
@@ -304,7 +316,7 @@ class WindowStage(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, H, W, C) -> (stage output (B, H, W, C), input of the next stage)."""
-        regular, shifted, mask = self.window_plan(x.shape[1], x.shape[2], x.device)
+        regular, shifted, mask = self.window_plan(x.shape[1], x.shape[2], x.device, x.shape[0])
         for block in self.blocks:
             layout = shifted if block.shift_size else regular
             if self.use_checkpoint and self.training and torch.is_grad_enabled():

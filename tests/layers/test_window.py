@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from swin_scratch.layers.window import (
     MASKED_LOGIT,
+    batched_layout,
     merge_windows,
     pad_to_geometry,
     partition_windows,
@@ -96,6 +97,21 @@ def test_window_gather_equals_pad_roll_partition_and_merge_inverts_it(batch, hei
     textbook = window_layout(height, width, 7, shift, routes=False)  # what torch.compile traces
     assert torch.equal(partition_windows(x, textbook), windows)
     assert torch.equal(merge_windows(windows, textbook, height, width), x)
+
+
+def test_batched_routes_are_one_images_routes_offset_per_image():
+    layout = window_layout(10, 13, 7, 3)
+    batched = batched_layout(layout, 3)
+    assert batched.images == 3 and batched_layout(batched, 3) is batched and batched_layout(layout, 1) is layout
+    map_tokens, slots = 10 * 13, layout.source_tokens.numel()
+    for image in range(3):
+        assert torch.equal(batched.source_tokens.view(3, -1)[image], layout.source_tokens + image * map_tokens)
+        assert torch.equal(batched.padding_slots.view(3, -1)[image], layout.padding_slots + image * slots)
+        assert torch.equal(batched.token_slots.view(3, -1)[image], layout.token_slots + image * slots)
+    x = torch.randn(3, 10, 13, 4)
+    windows = partition_windows(x, batched)
+    assert torch.equal(windows, partition_windows(x, layout))  # built on the fly from one image's routes
+    assert torch.equal(merge_windows(windows, batched, 10, 13), x)
 
 
 def test_window_gather_gradients_match_the_textbook_route():

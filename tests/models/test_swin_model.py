@@ -122,6 +122,28 @@ def test_window_plan_is_built_once_per_map_size_whatever_the_batch():
     assert shifted.geometry.is_shifted and not regular.geometry.is_shifted
 
 
+def test_batch_routes_are_cached_per_batch_size_and_equal_freshly_built_ones():
+    from swin_scratch.layers.window import batched_layout
+
+    model = tiny_backbone().eval()
+    stage = model.layers[0]
+    images = torch.rand(3, 3, 120, 120)
+    with torch.no_grad():
+        batched = [output.clone() for output in model(images)]
+        cached = stage._batched_plan_cache[(30, 30, "cpu", 3)]
+        model(images)
+        assert stage._batched_plan_cache[(30, 30, "cpu", 3)] is cached  # not rebuilt by the second forward
+        alone = [torch.cat(outputs) for outputs in zip(*(model(image[None]) for image in images))]
+    single = stage._plan_cache[(30, 30, "cpu")]
+    for name in ("regular", "shifted"):
+        fresh = batched_layout(getattr(single, name), 3)
+        for routes in ("source_tokens", "padding_slots", "token_slots"):
+            assert torch.equal(getattr(getattr(cached, name), routes), getattr(fresh, routes))
+    assert cached.mask is single.mask
+    for ours, reference in zip(batched, alone):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
 def test_stage_that_fits_one_window_is_not_shifted():
     """Design choice (README): like official classification code and torchvision, a dimension whose
     padded size fits in one window is not shifted; the official detection backbone shifts and masks."""
