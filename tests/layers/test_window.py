@@ -114,6 +114,20 @@ def test_batched_routes_are_one_images_routes_offset_per_image():
     assert torch.equal(merge_windows(windows, batched, 10, 13), x)
 
 
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(1, 23), width=st.integers(1, 23), shift=st.sampled_from([0, 3]))
+def test_token_major_windows_are_the_window_major_ones_transposed(batch, height, width, shift):
+    x = torch.randn(batch, height, width, 4)
+    window_major = partition_windows(x, window_layout(height, width, 7, shift))  # (B, nW, N, C)
+    layout = window_layout(height, width, 7, shift, token_major=True)
+    windows = partition_windows(x, layout)  # (B, N, nW, C)
+    assert torch.equal(windows, window_major.transpose(1, 2))
+    assert torch.equal(merge_windows(windows, layout, height, width), x)
+    textbook = window_layout(height, width, 7, shift, routes=False, token_major=True)
+    assert torch.equal(partition_windows(x, textbook), windows)
+    assert torch.equal(merge_windows(windows, textbook, height, width), x)
+
+
 def test_window_gather_gradients_match_the_textbook_route():
     x = torch.randn(2, 10, 13, 3, requires_grad=True)
     layout = window_layout(10, 13, 7, 3)
