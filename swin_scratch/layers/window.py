@@ -2,7 +2,8 @@
 its windows, partition / reverse, the relative position index, the shifted-window mask.
 
 Each concept lives here once; the model only calls these. Tensors are channels-last:
-feature maps are (B, H, W, C) and windows are (B, nW, N, C) with N = window_size².
+feature maps are (B, H, W, C) and windows are (B, nW, N, C) with N = window_size² (window-major), or
+(B, N, nW, C) for a token-major layout (token i of every window side by side, see :class:`WindowLayout`).
 """
 from __future__ import annotations
 
@@ -58,29 +59,40 @@ class WindowLayout(NamedTuple):
     Padding, the cyclic shift and the window order together are one reordering of tokens, so cutting
     a map into windows is a single row gather (instead of pad, roll and a permuting copy, each of which
     writes the whole map), and putting windows back is another (which also drops the padding).
-    Window slots are numbered window by window, row-major inside a window: slot = w * N + i.
+    Window slots are numbered window by window, row-major inside a window: slot = w * N + i; or, in a
+    ``token_major`` layout, token by token: slot = i * nW + w, windows (B, N, nW, C). Token-major
+    windows let attention fold the windows into the heads, (B, nW * heads, N, d), so that a bias that
+    differs per window (the shifted-window mask) broadcasts over the batch instead of being copied
+    per image (``models/swin.py``, ``split_qkv``).
     Without routes (None), partition and reverse take the textbook steps instead: torch.compile's
     inductor fuses those into one kernel itself (and its CUDA backend in torch 2.11 cannot bound
     gather indices computed with ``%``).
+
+    The routes are rows of the flattened tensors of ``images`` images stored back to back: the map
+    (images * H * W, C) and the windows (images * nW * N, C). :func:`window_layout` builds them for
+    one image; :func:`batched_layout` extends them to a batch (a stage caches that per batch size).
     """
 
     geometry: WindowGeometry
-    source_tokens: Optional[Tensor] = None  # (nW * N,) map token (h * W + w) copied into each slot; 0 for padding
-    padding_slots: Optional[Tensor] = None  # (P,) window slots that hold zero padding
-    token_slots: Optional[Tensor] = None  # (H * W,) window slot of each map token
+    source_tokens: Optional[Tensor] = None  # (images * nW * N,) map row copied into each slot; 0 for padding
+    padding_slots: Optional[Tensor] = None  # (images * P,) window slots that hold zero padding
+    token_slots: Optional[Tensor] = None  # (images * H * W,) window slot of each map row
+    images: int = 1  # how many images the routes cover
+    token_major: bool = False  # windows (B, N, nW, C) instead of (B, nW, N, C)
 
 
 def window_layout(
-    height: int, width: int, window_size: int, shift_size: int, device: torch.device | None = None, routes: bool = True
+    height: int, width: int, window_size: int, shift_size: int, device: torch.device | None = None, routes: bool = True,
+    token_major: bool = False,
 ) -> WindowLayout:
     """The routes for one map size; tensor ops only (no Python loops), so tracing and dynamo follow them."""
     geometry = window_geometry(height, width, window_size, shift_size)
     if not routes:
-        return WindowLayout(geometry)
+        return WindowLayout(geometry, token_major=token_major)
     padded_height, padded_width = geometry.padded_height, geometry.padded_width
 
     def slots(rows: Tensor, cols: Tensor) -> Tensor:  # window slots of padded positions rows x cols
-        return _window_slots(rows, cols, geometry).reshape(-1)
+        return _window_slots(rows, cols, geometry, token_major).reshape(-1)
 
     def span(start, stop) -> Tensor:
         return torch.arange(start, stop, device=device)
@@ -92,37 +104,62 @@ def window_layout(
     # the forward route is the inverse one turned around; padding slots read token 0 (zeroed later)
     source_tokens = torch.zeros(padded_height * padded_width, dtype=torch.long, device=device)
     source_tokens = source_tokens.scatter(0, token_slots, span(0, height * width))
-    return WindowLayout(geometry, source_tokens, padding_slots, token_slots)
+    return WindowLayout(geometry, source_tokens, padding_slots, token_slots, token_major=token_major)
+
+
+def batched_layout(layout: WindowLayout, batch: int) -> WindowLayout:
+    """The routes of one image extended to ``batch`` images stored back to back (image b's rows are
+    offset by b * H * W in the map and b * nW * N in the windows); ``layout`` itself when it already
+    covers ``batch`` images or has no routes. A trace always extends one image's routes, so that the
+    batch stays a traced size (ONNX exports with a dynamic batch)."""
+    if layout.source_tokens is None or (layout.images == batch and not torch.jit.is_tracing()):
+        return layout
+    if layout.images != 1:
+        raise ValueError(f"routes of {layout.images} images cannot serve a batch of {batch}")
+    slots, map_tokens = layout.source_tokens.numel(), layout.token_slots.numel()
+    return WindowLayout(
+        layout.geometry,
+        _per_image(layout.source_tokens, batch, map_tokens),
+        _per_image(layout.padding_slots, batch, slots),
+        _per_image(layout.token_slots, batch, slots),
+        batch,
+        layout.token_major,
+    )
 
 
 def partition_windows(x: Tensor, layout: WindowLayout) -> Tensor:
-    """(B, H, W, C) -> (B, nW, N, C): zero-padded, cyclically shifted windows, written once."""
+    """(B, H, W, C) -> (B, nW, N, C), or (B, N, nW, C) for a token-major layout: zero-padded, cyclically
+    shifted windows, written once."""
     geometry = layout.geometry
     if layout.source_tokens is None:
         shifted = torch.roll(pad_to_geometry(x, geometry), (-geometry.shift_height, -geometry.shift_width), (1, 2))
-        return window_partition(shifted, geometry.window_size)
+        windows = window_partition(shifted, geometry.window_size)
+        return windows.transpose(1, 2) if layout.token_major else windows
     batch, height, width, channels = x.shape
-    slots = layout.source_tokens.numel()
-    rows = _per_image(layout.source_tokens, batch, height * width)
-    windows = x.reshape(batch * height * width, channels).index_select(0, rows)  # (B * nW * N, C)
-    windows = windows.index_fill_(0, _per_image(layout.padding_slots, batch, slots), 0.0)
-    window_size = geometry.window_size
-    return windows.view(batch, slots // (window_size * window_size), window_size * window_size, channels)
+    layout = batched_layout(layout, batch)
+    windows = x.reshape(batch * height * width, channels).index_select(0, layout.source_tokens)  # (B * nW * N, C)
+    windows = windows.index_fill_(0, layout.padding_slots, 0.0)
+    tokens = geometry.window_size * geometry.window_size
+    if layout.token_major:
+        return windows.view(batch, tokens, -1, channels)
+    return windows.view(batch, -1, tokens, channels)
 
 
 def merge_windows(windows: Tensor, layout: WindowLayout, height: int, width: int) -> Tensor:
-    """(B, nW, N, C) -> (B, H, W, C): the inverse of :func:`partition_windows`; padding is dropped."""
+    """(B, nW, N, C), or (B, N, nW, C) for a token-major layout, -> (B, H, W, C): the inverse of
+    :func:`partition_windows`; padding is dropped."""
     geometry = layout.geometry
     if layout.token_slots is None:
+        windows = windows.transpose(1, 2) if layout.token_major else windows
         padded = window_reverse(windows, geometry.window_size, geometry.padded_height, geometry.padded_width)
         return torch.roll(padded, (geometry.shift_height, geometry.shift_width), (1, 2))[:, :height, :width]
-    batch, num_windows, tokens, channels = windows.shape
-    rows = _per_image(layout.token_slots, batch, num_windows * tokens)
-    flat = windows.reshape(batch * num_windows * tokens, channels)
-    return flat.index_select(0, rows).view(batch, height, width, channels)
+    batch, channels = windows.shape[0], windows.shape[-1]
+    layout = batched_layout(layout, batch)
+    flat = windows.reshape(-1, channels)  # (B * nW * N, C)
+    return flat.index_select(0, layout.token_slots).view(batch, height, width, channels)
 
 
-def _window_slots(rows: Tensor, cols: Tensor, geometry: WindowGeometry) -> Tensor:
+def _window_slots(rows: Tensor, cols: Tensor, geometry: WindowGeometry, token_major: bool = False) -> Tensor:
     """(len(rows), len(cols)) window slots of padded positions: each moves by (-s) mod the padded size."""
     window_size = geometry.window_size
     shifted_rows = (rows - geometry.shift_height) % geometry.padded_height
@@ -130,6 +167,8 @@ def _window_slots(rows: Tensor, cols: Tensor, geometry: WindowGeometry) -> Tenso
     windows_per_row = geometry.padded_width // window_size
     window = (shifted_rows[:, None] // window_size) * windows_per_row + shifted_cols[None, :] // window_size
     within = (shifted_rows[:, None] % window_size) * window_size + shifted_cols[None, :] % window_size
+    if token_major:
+        return within * (geometry.padded_height // window_size * windows_per_row) + window
     return window * (window_size * window_size) + within
 
 

@@ -15,7 +15,7 @@ made inside the network. Window attention calls the project's one attention kern
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,10 +26,12 @@ from swin_scratch.layers.attention import scaled_dot_product_attention
 from swin_scratch.layers.mlp import DropPath, Mlp
 from swin_scratch.layers.window import (
     WindowLayout,
+    batched_layout,
     merge_windows,
     partition_windows,
     relative_position_index,
     shifted_window_mask,
+    window_geometry,
     window_layout,
 )
 
@@ -65,6 +67,20 @@ def _is_tracing() -> bool:
     )
 
 
+def cached_in_eager_inference(cache: dict, key: tuple, sources: Sequence[Tensor], build: Callable[[], Any]) -> Any:
+    """``build()``; in eager inference (no autograd, not tracing or compiling) kept in ``cache`` under ``key``
+    and the versions of the ``sources`` it is computed from, so that an in-place change of a weight (a
+    loaded checkpoint, an optimizer step) builds it again. At most 9 entries are kept."""
+    if torch.is_grad_enabled() or _is_tracing():
+        return build()
+    key = key + tuple((source._version, source.data_ptr()) for source in sources)
+    if key not in cache:
+        if len(cache) > 8:
+            cache.clear()
+        cache[key] = build()
+    return cache[key]
+
+
 class PatchEmbed(nn.Module):
     """Non-overlapping patch_size x patch_size patches -> embed_dim channels (a strided conv).
 
@@ -88,15 +104,43 @@ class PatchEmbed(nn.Module):
         return self.norm(x) if self.norm is not None else x
 
 
-def attend_within_windows(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, batch: int, dropout_p: float) -> Tensor:
-    """The attention of V1's and V2's windows: q, k, v (B * nW, heads, N, d) with the windows folded into
-    the batch, attn_bias (nW or 1, heads, N, N) -> (B, nW, N, heads * d), through the one kernel."""
-    windows, heads, tokens, head_dim = q.shape
+def qkv_in_head_order(param: Tensor, num_heads: int) -> Tensor:
+    """A qkv projection's weight (3C, C) or bias (3C,) with its rows reordered from (q|k|v, head, d), the
+    official layout, to (head, q|k|v, d): what :func:`split_qkv` needs for token-major windows."""
+    return param.view(3, num_heads, -1, *param.shape[1:]).transpose(0, 1).reshape(param.shape)
+
+
+def split_qkv(qkv: Tensor, num_heads: int, token_major: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """q, k, v as 4-D views (no copy) of the windows' qkv projection; the fused CPU kernel is ~4x faster
+    on 4-D inputs than on 5-D ones.
+
+    * window-major windows: qkv (B, nW, N, 3C), rows of the weight in the official order -> each
+      (B * nW, heads, N, d), the windows folded into the batch;
+    * token-major windows: qkv (B, N, nW, 3C) from a weight in :func:`qkv_in_head_order` -> each
+      (B, nW * heads, N, d), the windows folded into the heads: a bias per window and head, (nW * heads,
+      N, N), then broadcasts over the batch (window-major, it would be copied for every image).
+    """
+    if token_major:
+        batch, tokens, num_windows, _ = qkv.shape
+        # (B, N, nW, heads, 3, d): window w and head h sit 3C and 3d apart, so (w, h) is one dim of stride 3d
+        return qkv.view(batch, tokens, num_windows * num_heads, 3, -1).permute(3, 0, 2, 1, 4).unbind(0)
+    batch, num_windows, tokens, _ = qkv.shape
+    return qkv.view(batch * num_windows, tokens, 3, num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def attend_within_windows(
+    q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, token_major: bool, windows_shape: torch.Size, dropout_p: float
+) -> Tensor:
+    """The attention of V1's and V2's windows, through the one kernel: q, k, v from :func:`split_qkv`,
+    attn_bias (nW or 1, heads, N, N) -> windows_shape, (B, nW, N, C) or token-major (B, N, nW, C)."""
     if attn_bias.shape[0] != 1:  # a bias per window: the same for every image of the batch
-        attn_bias = attn_bias.expand(batch, -1, -1, -1, -1)  # (B, nW, heads, N, N); a copy only for B > 1
-        attn_bias = attn_bias.reshape(windows, heads, tokens, tokens)
-    out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)  # (B * nW, heads, N, d)
-    return out.transpose(1, 2).reshape(batch, windows // batch, tokens, heads * head_dim)  # (B, nW, N, C)
+        if token_major:
+            attn_bias = attn_bias.flatten(0, 1)[None]  # (1, nW * heads, N, N): a view, broadcast over the batch
+        else:
+            batch = q.shape[0] // attn_bias.shape[0]
+            attn_bias = attn_bias.expand(batch, -1, -1, -1, -1).flatten(0, 1)  # (B * nW, heads, N, N): a copy if B > 1
+    out = scaled_dot_product_attention(q, k, v, attn_bias=attn_bias, dropout_p=dropout_p)  # q's shape
+    return out.transpose(1, 2).reshape(windows_shape)
 
 
 class WindowAttention(nn.Module):
@@ -129,6 +173,7 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._head_order_cache: dict[tuple, tuple] = {}
 
     def relative_position_bias(self) -> Tensor:
         """(heads, N, N) gathered from the table."""
@@ -141,15 +186,23 @@ class WindowAttention(nn.Module):
         """What the position bias is computed from (the eager bias cache keys on their versions)."""
         return (self.relative_position_bias_table,)
 
-    def forward(self, windows: Tensor, attn_bias: Tensor) -> Tensor:
-        """windows (B, nW, N, C), attn_bias (nW or 1, heads, N, N) -> (B, nW, N, C)."""
-        batch, num_windows, tokens, channels = windows.shape
-        qkv = self.qkv(windows).view(batch * num_windows, tokens, 3, self.num_heads, self.head_dim)
-        # windows folded into the batch: q, k, v are views (no copy), and the fused CPU kernel is
-        # ~4x faster on 4-D inputs than on 5-D ones
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, head_dim)
+    def qkv_parameters(self, token_major: bool) -> tuple[Tensor, Optional[Tensor]]:
+        """The qkv projection's weight and bias; for token-major windows in :func:`qkv_in_head_order`
+        (reordered once per weight version in eager inference)."""
+        weight, bias = self.qkv.weight, self.qkv.bias
+        if not token_major:
+            return weight, bias
+        sources = (weight,) if bias is None else (weight, bias)
+        return cached_in_eager_inference(self._head_order_cache, (), sources, lambda: tuple(
+            None if param is None else qkv_in_head_order(param, self.num_heads) for param in (weight, bias)))
+
+    def forward(self, windows: Tensor, attn_bias: Tensor, token_major: bool = False) -> Tensor:
+        """windows (B, nW, N, C), or token-major (B, N, nW, C); attn_bias (nW or 1, heads, N, N) -> windows' shape."""
+        qkv = F.linear(windows, *self.qkv_parameters(token_major))
+        q, k, v = split_qkv(qkv, self.num_heads, token_major)
         dropout_p = self.attn_drop if self.training else 0.0
-        return self.proj_drop(self.proj(attend_within_windows(q, k, v, attn_bias, batch, dropout_p)))
+        attended = attend_within_windows(q, k, v, attn_bias, token_major, windows.shape, dropout_p)
+        return self.proj_drop(self.proj(attended))
 
 
 class WindowBlock(nn.Module):
@@ -172,15 +225,11 @@ class WindowBlock(nn.Module):
         In eager inference (no autograd, not tracing or compiling) the sum is cached per mask and version
         of the parameters the bias comes from, so it is built once per padded input size, not per forward.
         """
-        if torch.is_grad_enabled() or _is_tracing():
+        if _is_tracing():
             return self._sum_bias(mask)
-        versions = tuple((param._version, param.data_ptr()) for param in self.attn.bias_parameters())
-        key = (None if mask is None else (mask.shape, mask.data_ptr()), versions)
-        if key not in self._bias_cache:
-            if len(self._bias_cache) > 8:
-                self._bias_cache.clear()
-            self._bias_cache[key] = self._sum_bias(mask)
-        return self._bias_cache[key]
+        key = (None if mask is None else (mask.shape, mask.data_ptr()),)
+        return cached_in_eager_inference(self._bias_cache, key, self.attn.bias_parameters(),
+                                         lambda: self._sum_bias(mask))
 
     def _sum_bias(self, mask: Optional[Tensor]) -> Tensor:
         bias = self.attn.relative_position_bias()[None]  # (1, heads, N, N)
@@ -216,8 +265,9 @@ class SwinTransformerBlock(WindowBlock):
         """x (B, H, W, C); layout: this block's token routes (regular or shifted windows), from the stage;
         mask (nW, N, N) from the stage, or None when nothing is shifted."""
         height, width = x.shape[1], x.shape[2]
-        windows = partition_windows(self.norm1(x), layout)  # (B, nW, N, C), padded and shifted
-        windows = self.attn(windows, self.attention_bias(mask if layout.geometry.is_shifted else None))
+        windows = partition_windows(self.norm1(x), layout)  # (B, nW, N, C) or (B, N, nW, C), padded and shifted
+        bias = self.attention_bias(mask if layout.geometry.is_shifted else None)
+        windows = self.attn(windows, bias, layout.token_major)
         x = x + self.drop_path(merge_windows(windows, layout, height, width))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -281,30 +331,43 @@ class WindowStage(nn.Module):
         rates = list(drop_path) or [0.0] * depth
         self.blocks = nn.ModuleList(make_block(0 if j % 2 == 0 else self.shift_size, rates[j]) for j in range(depth))
         self.downsample = make_downsample() if make_downsample is not None else None
-        self._plan_cache: dict[tuple, tuple] = {}
+        self._plan_cache: dict[tuple, WindowPlan] = {}
+        self._batched_plan_cache: dict[tuple, WindowPlan] = {}
 
-    def window_plan(self, height: int, width: int, device: torch.device) -> WindowPlan:
+    def window_plan(self, height: int, width: int, device: torch.device, batch: int = 1) -> WindowPlan:
         """Token routes of the regular and the shifted blocks, and the shifted-window mask (nW, N, N) or
-        None when neither dimension is shifted: built once per map size and shared by the stage's blocks."""
+        None when neither dimension is shifted: built once per map size and shared by the stage's blocks;
+        the routes of a batch of ``batch`` images once per map size and batch size."""
         if _is_tracing():
-            return self._build_window_plan(height, width, device)
+            return self._build_window_plan(height, width, device)  # one image's routes: partition extends them
         key = (height, width, str(device))
         if key not in self._plan_cache:
             if len(self._plan_cache) > 16:
                 self._plan_cache.clear()
             self._plan_cache[key] = self._build_window_plan(height, width, device)
-        return self._plan_cache[key]
+        plan = self._plan_cache[key]
+        if batch == 1:
+            return plan
+        if key + (batch,) not in self._batched_plan_cache:
+            if len(self._batched_plan_cache) > 16:
+                self._batched_plan_cache.clear()
+            self._batched_plan_cache[key + (batch,)] = WindowPlan(
+                batched_layout(plan.regular, batch), batched_layout(plan.shifted, batch), plan.mask
+            )
+        return self._batched_plan_cache[key + (batch,)]
 
     def _build_window_plan(self, height: int, width: int, device: torch.device):
         routes = not torch.compiler.is_compiling()  # inductor fuses the textbook steps itself
         regular = window_layout(height, width, self.window_size, 0, device, routes)
-        shifted = window_layout(height, width, self.window_size, self.shift_size, device, routes)
+        # the shifted blocks' bias differs per window (the mask): token-major windows let it broadcast
+        is_shifted = window_geometry(height, width, self.window_size, self.shift_size).is_shifted
+        shifted = window_layout(height, width, self.window_size, self.shift_size, device, routes, is_shifted)
         needs_mask = len(self.blocks) > 1 and shifted.geometry.is_shifted
         return WindowPlan(regular, shifted, shifted_window_mask(shifted.geometry, device) if needs_mask else None)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(B, H, W, C) -> (stage output (B, H, W, C), input of the next stage)."""
-        regular, shifted, mask = self.window_plan(x.shape[1], x.shape[2], x.device)
+        regular, shifted, mask = self.window_plan(x.shape[1], x.shape[2], x.device, x.shape[0])
         for block in self.blocks:
             layout = shifted if block.shift_size else regular
             if self.use_checkpoint and self.training and torch.is_grad_enabled():

@@ -47,7 +47,10 @@ from swin_scratch.models.swin import (
     WindowBlock,
     WindowStage,
     attend_within_windows,
+    cached_in_eager_inference,
     concat_2x2_neighbours,
+    qkv_in_head_order,
+    split_qkv,
 )
 
 __all__ = ["SwinTransformerV2", "swin_v2_tiny", "swin_v2_small", "swin_v2_base", "swin_v2_large"]
@@ -126,6 +129,7 @@ class WindowAttentionV2(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        self._head_order_cache: dict[tuple, tuple] = {}
 
     def relative_position_bias(self) -> Tensor:
         """(heads, N, N): ``16 * sigmoid(cpb_mlp(coords))`` gathered for every (query, key) pair.
@@ -155,20 +159,30 @@ class WindowAttentionV2(nn.Module):
             return None
         return torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
 
-    def forward(self, windows: Tensor, attn_bias: Tensor) -> Tensor:
-        """windows (B, nW, N, C), attn_bias (nW or 1, heads, N, N) -> (B, nW, N, C)."""
-        batch, num_windows, tokens, channels = windows.shape
-        qkv = F.linear(windows, self.qkv.weight, self.qkv_bias())  # (B, nW, N, 3C)
-        qkv = qkv.view(batch * num_windows, tokens, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B * nW, heads, N, head_dim)
+    def qkv_parameters(self, token_major: bool) -> tuple[Tensor, Optional[Tensor]]:
+        """The qkv projection's weight and bias (:meth:`qkv_bias`); for token-major windows in
+        ``qkv_in_head_order`` (reordered once per weight version in eager inference)."""
+        if not token_major:
+            return self.qkv.weight, self.qkv_bias()
+        sources = [self.qkv.weight] + ([] if self.q_bias is None else [self.q_bias, self.v_bias])
+        return cached_in_eager_inference(self._head_order_cache, (), sources, lambda: tuple(
+            None if param is None else qkv_in_head_order(param, self.num_heads)
+            for param in (self.qkv.weight, self.qkv_bias())))
+
+    def forward(self, windows: Tensor, attn_bias: Tensor, token_major: bool = False) -> Tensor:
+        """windows (B, nW, N, C), or token-major (B, N, nW, C); attn_bias (nW or 1, heads, N, N) -> windows' shape."""
+        qkv = F.linear(windows, *self.qkv_parameters(token_major))  # (B, nW, N, 3C) or (B, N, nW, 3C)
+        q, k, v = split_qkv(qkv, self.num_heads, token_major)  # (B * nW, heads, N, hd) or (B, nW * heads, N, hd)
         # Cosine attention through the project's one kernel, which computes softmax(q kᵀ / √d + bias) v:
         # with unit-length q̂, k̂ and the per-head temperature s = exp(min(logit_scale, log 100)),
         # feeding it q = q̂ · s · √d and k = k̂ gives q kᵀ / √d = s · cos(q, k), the V2 logits.
         temperature = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()  # (heads, 1, 1)
-        q = (F.normalize(q, dim=-1) * (temperature * self.head_dim**0.5)).to(v.dtype)  # (B * nW, heads, N, hd)
+        temperature = temperature.repeat(q.shape[1] // self.num_heads, 1, 1)  # one per q.shape[1]: head or (w, h)
+        q = (F.normalize(q, dim=-1) * (temperature * self.head_dim**0.5)).to(v.dtype)
         k = F.normalize(k, dim=-1).to(v.dtype)
         dropout_p = self.attn_drop if self.training else 0.0
-        return self.proj_drop(self.proj(attend_within_windows(q, k, v, attn_bias, batch, dropout_p)))
+        attended = attend_within_windows(q, k, v, attn_bias, token_major, windows.shape, dropout_p)
+        return self.proj_drop(self.proj(attended))
 
 
 class SwinTransformerBlockV2(WindowBlock):
@@ -208,8 +222,9 @@ class SwinTransformerBlockV2(WindowBlock):
         """x (B, H, W, C); layout: this block's token routes (regular or shifted windows), from the stage;
         mask (nW, N, N) from the stage, or None when nothing is shifted."""
         height, width = x.shape[1], x.shape[2]
-        windows = partition_windows(x, layout)  # (B, nW, N, C), padded and shifted; no norm before attention
-        windows = self.attn(windows, self.attention_bias(mask if layout.geometry.is_shifted else None))
+        windows = partition_windows(x, layout)  # (B, nW, N, C) or (B, N, nW, C), padded and shifted; no norm first
+        bias = self.attention_bias(mask if layout.geometry.is_shifted else None)
+        windows = self.attn(windows, bias, layout.token_major)
         x = x + self.drop_path(self.norm1(merge_windows(windows, layout, height, width)))  # (B, H, W, C)
         return x + self.drop_path(self.norm2(self.mlp(x)))
 

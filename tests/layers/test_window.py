@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from swin_scratch.layers.window import (
     MASKED_LOGIT,
+    batched_layout,
     merge_windows,
     pad_to_geometry,
     partition_windows,
@@ -94,6 +95,35 @@ def test_window_gather_equals_pad_roll_partition_and_merge_inverts_it(batch, hei
     assert torch.equal(windows, _pad_roll_partition(x, layout.geometry))
     assert torch.equal(merge_windows(windows, layout, height, width), x)
     textbook = window_layout(height, width, 7, shift, routes=False)  # what torch.compile traces
+    assert torch.equal(partition_windows(x, textbook), windows)
+    assert torch.equal(merge_windows(windows, textbook, height, width), x)
+
+
+def test_batched_routes_are_one_images_routes_offset_per_image():
+    layout = window_layout(10, 13, 7, 3)
+    batched = batched_layout(layout, 3)
+    assert batched.images == 3 and batched_layout(batched, 3) is batched and batched_layout(layout, 1) is layout
+    map_tokens, slots = 10 * 13, layout.source_tokens.numel()
+    for image in range(3):
+        assert torch.equal(batched.source_tokens.view(3, -1)[image], layout.source_tokens + image * map_tokens)
+        assert torch.equal(batched.padding_slots.view(3, -1)[image], layout.padding_slots + image * slots)
+        assert torch.equal(batched.token_slots.view(3, -1)[image], layout.token_slots + image * slots)
+    x = torch.randn(3, 10, 13, 4)
+    windows = partition_windows(x, batched)
+    assert torch.equal(windows, partition_windows(x, layout))  # built on the fly from one image's routes
+    assert torch.equal(merge_windows(windows, batched, 10, 13), x)
+
+
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 3), height=st.integers(1, 23), width=st.integers(1, 23), shift=st.sampled_from([0, 3]))
+def test_token_major_windows_are_the_window_major_ones_transposed(batch, height, width, shift):
+    x = torch.randn(batch, height, width, 4)
+    window_major = partition_windows(x, window_layout(height, width, 7, shift))  # (B, nW, N, C)
+    layout = window_layout(height, width, 7, shift, token_major=True)
+    windows = partition_windows(x, layout)  # (B, N, nW, C)
+    assert torch.equal(windows, window_major.transpose(1, 2))
+    assert torch.equal(merge_windows(windows, layout, height, width), x)
+    textbook = window_layout(height, width, 7, shift, routes=False, token_major=True)
     assert torch.equal(partition_windows(x, textbook), windows)
     assert torch.equal(merge_windows(windows, textbook, height, width), x)
 

@@ -122,6 +122,76 @@ def test_window_plan_is_built_once_per_map_size_whatever_the_batch():
     assert shifted.geometry.is_shifted and not regular.geometry.is_shifted
 
 
+def test_batch_routes_are_cached_per_batch_size_and_equal_freshly_built_ones():
+    from swin_scratch.layers.window import batched_layout
+
+    model = tiny_backbone().eval()
+    stage = model.layers[0]
+    images = torch.rand(3, 3, 120, 120)
+    with torch.no_grad():
+        batched = [output.clone() for output in model(images)]
+        cached = stage._batched_plan_cache[(30, 30, "cpu", 3)]
+        model(images)
+        assert stage._batched_plan_cache[(30, 30, "cpu", 3)] is cached  # not rebuilt by the second forward
+        alone = [torch.cat(outputs) for outputs in zip(*(model(image[None]) for image in images))]
+    single = stage._plan_cache[(30, 30, "cpu")]
+    for name in ("regular", "shifted"):
+        fresh = batched_layout(getattr(single, name), 3)
+        for routes in ("source_tokens", "padding_slots", "token_slots"):
+            assert torch.equal(getattr(getattr(cached, name), routes), getattr(fresh, routes))
+    assert cached.mask is single.mask
+    for ours, reference in zip(batched, alone):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("grad", [False, True])
+def test_windows_folded_into_heads_give_the_per_image_expanded_bias_attention(version, grad):
+    """Shifted blocks run token-major windows, (B, nW * heads, N, d), so the per-window bias broadcasts
+    over the batch; the old math (windows in the batch, the bias copied for every image) is the oracle."""
+    from swin_scratch.layers.window import shifted_window_mask, window_geometry
+    from swin_scratch.models.swin import WindowAttention
+    from swin_scratch.models.swin_v2 import WindowAttentionV2
+
+    attention = (WindowAttention if version == 1 else WindowAttentionV2)(dim=12, window_size=7, num_heads=3).eval()
+    for param in attention.parameters():
+        param.data.add_(torch.randn_like(param) * 0.1)
+    mask = shifted_window_mask(window_geometry(14, 21, 7, 3))  # (6, 49, 49)
+    bias = attention.relative_position_bias()[None] + mask[:, None]  # (nW, heads, N, N)
+    windows = torch.randn(3, 6, 49, 12, requires_grad=grad)  # (B, nW, N, C)
+    with torch.set_grad_enabled(grad):
+        expected = attention(windows, bias, token_major=False)  # bias expanded to (B * nW, heads, N, N)
+        folded = attention(windows.transpose(1, 2), bias, token_major=True)  # (B, N, nW, C)
+    torch.testing.assert_close(folded, expected.transpose(1, 2), rtol=1e-5, atol=1e-5)
+    if grad:
+        weights = torch.randn_like(expected)
+        (expected_grad,) = torch.autograd.grad((expected * weights).sum(), windows)
+        (folded_grad,) = torch.autograd.grad((folded * weights.transpose(1, 2)).sum(), windows)
+        torch.testing.assert_close(folded_grad, expected_grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_head_ordered_qkv_weights_are_cached_in_inference_and_follow_in_place_changes(version):
+    from swin_scratch.models.swin_v2 import SwinTransformerV2
+
+    model = (tiny_backbone() if version == 1 else SwinTransformerV2(
+        **{**TINY, "window_size": 7, "num_classes": 0, "out_indices": (0, 1, 2, 3)})).eval()
+    for norm in model.modules():  # V2 zero-inits its post-norms, which would hide the attention's change
+        if isinstance(norm, torch.nn.LayerNorm):
+            torch.nn.init.ones_(norm.weight)
+    images = torch.rand(2, 3, 64, 96)
+    shifted = model.layers[0].blocks[1]
+    with torch.no_grad():
+        before = model(images)
+        assert len(shifted.attn._head_order_cache) == 1 and not model.layers[0].blocks[0].attn._head_order_cache
+        shifted.attn.qkv.weight.mul_(3.0)  # e.g. load_state_dict copies in place
+        after = model(images)
+    expected = model(images)  # with autograd on: nothing cached
+    assert not torch.allclose(after[0], before[0])
+    for a, e in zip(after, expected):
+        torch.testing.assert_close(a, e.detach(), rtol=1e-5, atol=1e-5)
+
+
 def test_stage_that_fits_one_window_is_not_shifted():
     """Design choice (README): like official classification code and torchvision, a dimension whose
     padded size fits in one window is not shifted; the official detection backbone shifts and masks."""
