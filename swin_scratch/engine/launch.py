@@ -63,7 +63,8 @@ def _init_and_run(
     if use_cuda:
         torch.cuda.set_device(local_rank)
     dist.init_process_group(
-        backend=default_backend(use_cuda), init_method=init_method, world_size=world_size, rank=global_rank, timeout=timeout
+        backend=default_backend(use_cuda), init_method=init_method, world_size=world_size, rank=global_rank,
+        timeout=timeout,
     )
     create_local_process_group(processes_per_machine)
     comm.synchronize()
