@@ -4,8 +4,9 @@ detectron2 v0.6's ``launch`` requires CUDA and NCCL; this one also runs CPU proc
 (``--num-gpus N MODEL.DEVICE cpu`` means N CPU processes), and, when started by ``torchrun``,
 joins the process group that torchrun's rendezvous describes instead of spawning.
 
-When spawning, the launcher forwards SIGTERM/SIGINT to its processes (they stop at a checkpoint),
-and if one of them dies it stops the others and raises :class:`LostRankError` naming its rank.
+When spawning, the launcher forwards SIGTERM/SIGINT to its processes (they stop at a checkpoint;
+they start with those signals blocked, so one that arrives during their start-up is handled once
+they can), and if one of them dies it stops the others and raises :class:`LostRankError` naming its rank.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ import torch.multiprocessing as mp
 from detectron2.utils import comm
 
 from swin_scratch.compat.bridges import create_local_process_group
-from swin_scratch.detection.interruptions import STOP_SIGNALS, LostRankError
+from swin_scratch.detection.interruptions import STOP_SIGNALS, LostRankError, stop_signals_deferred
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 # After one process fails, how long the others get to notice and exit before they are terminated.
@@ -114,21 +115,29 @@ def launch(
     with contextlib.ExitStack() as stack:
         if dist_url in (None, "auto"):
             dist_url = stack.enter_context(local_rendezvous())
-        context = mp.start_processes(
-            _spawned_worker,
-            nprocs=num_processes_per_machine,
-            args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args, timeout),
-            join=False,
-            daemon=False,
-        )
-        with signals_forwarded_to(context.processes):
+        processes: list = []
+        with signals_forwarded_to(processes):
+            with stop_signals_deferred():  # a signal while the ranks start up waits for their handlers
+                context = mp.start_processes(
+                    _spawned_worker,
+                    nprocs=num_processes_per_machine,
+                    args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args,
+                          timeout),
+                    join=False,
+                    daemon=False,
+                )
+                processes.extend(context.processes)
             wait_for_processes(context, first_rank=machine_rank * num_processes_per_machine)
 
 
 @contextlib.contextmanager
 def signals_forwarded_to(processes: list) -> Iterator[None]:
     """While spawned processes run, SIGTERM/SIGINT sent to the launcher reach them too (they stop at a
-    checkpoint, see :mod:`.interruptions`): a scheduler may signal only the process it started."""
+    checkpoint, see :mod:`.interruptions`): a scheduler may signal only the process it started.
+
+    ``processes`` may still be empty when this starts: a signal that arrives while they are being
+    started is deferred (:func:`~.interruptions.stop_signals_deferred`) and forwarded once they exist.
+    """
 
     def forward(signum: int, frame: Optional[FrameType]) -> None:
         for process in processes:

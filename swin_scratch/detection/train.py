@@ -15,7 +15,7 @@ from swin_scratch.checkpoint_io import CheckpointError
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.checkpoint_classes import CHECKPOINT_KEY, TrainingClasses
 from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
-from swin_scratch.detection.interruptions import LostRankError
+from swin_scratch.detection.interruptions import LostRankError, StopRequest, deliver_deferred_stop_signals
 from swin_scratch.detection.launch import launch
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 from swin_scratch.detection.device import use_available_device
@@ -140,6 +140,7 @@ def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     reuse_freed_memory()  # per process: spawned ranks start a fresh interpreter
     cfg = setup(args, cfg)
     if args.eval_only:
+        deliver_deferred_stop_signals()  # no checkpoint to save: a stop signal ends evaluation
         model = Trainer.build_model(cfg)
         SwinCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         with autocast(cfg.TEST.PRECISION, device_type_of(cfg.MODEL.DEVICE)):
@@ -147,10 +148,14 @@ def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
-    trainer = Trainer(cfg)
-    trainer.checkpointer.add_checkpointable(CHECKPOINT_KEY, TrainingClasses(cfg.DATASETS.TRAIN[0]))
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    # The stop handlers are in place before the loader's workers start (with the Trainer), and a
+    # signal that arrives before training starts still ends in a checkpoint (after iteration one).
+    stop_request = StopRequest()
+    with stop_request.installed():
+        trainer = Trainer(cfg, stop_request=stop_request)
+        trainer.checkpointer.add_checkpointable(CHECKPOINT_KEY, TrainingClasses(cfg.DATASETS.TRAIN[0]))
+        trainer.resume_or_load(resume=args.resume)
+        return trainer.train()
 
 
 def run_reporting_errors(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:

@@ -12,12 +12,17 @@ used), so a run resumed at iteration k cannot see the batches an uninterrupted r
   augmentation does not depend on which worker maps it or on what that worker mapped before;
 - the DataLoader owns a ``torch.Generator``: building or starting it never draws from torch's
   global RNG, which belongs to the model (drop-path, proposal sampling) and is checkpointed.
+
+Its workers ignore SIGTERM/SIGINT, and start with them blocked: a stop signal sent to the whole
+process group is for the rank, which finishes the iteration and saves (:mod:`.interruptions`).
 """
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import random
+import weakref
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -26,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import TrainingSampler
 
+from swin_scratch.detection.interruptions import leave_stop_signals_to_the_rank, stop_signals_deferred
 from swin_scratch.detection.rng import preserved_global_rngs, seed_global_rngs
 
 logger = logging.getLogger(__name__)
@@ -92,6 +98,37 @@ class PositionSeededMapDataset(Dataset):
         raise RuntimeError(f"{self._max_replacements} images in a row could not be used; check the dataset")
 
 
+class StopSignalSafeDataLoader(DataLoader):
+    """A DataLoader whose workers never die of a stop signal meant for their rank.
+
+    Workers start with SIGTERM/SIGINT blocked and then ignore them (``worker_init_fn``): whatever the
+    start method (a rank spawned by ``--num-gpus`` spawns its workers too, and a spawned worker
+    would otherwise have the default action, death, until its ``worker_init_fn`` runs).
+
+    Workers that ignore SIGTERM must be shut down before the process exits: multiprocessing's exit
+    handler ends daemonic children with SIGTERM and then waits for them, forever if they ignore it.
+    The iterators still alive at exit (a trainer kept by a reference cycle or a traceback) are
+    shut down first, by :func:`_shut_down_live_workers`.
+    """
+
+    def __iter__(self):
+        with stop_signals_deferred():  # the workers start here
+            iterator = super().__iter__()
+        _LIVE_ITERATORS.add(iterator)
+        return iterator
+
+
+_LIVE_ITERATORS: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+@atexit.register  # registered after multiprocessing's exit handler (torch imports it), so it runs before it
+def _shut_down_live_workers() -> None:
+    for iterator in list(_LIVE_ITERATORS):
+        shut_down = getattr(iterator, "_shutdown_workers", None)  # only the multi-process iterator has workers
+        if shut_down is not None:
+            shut_down()
+
+
 def trivial_batch_collator(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Detection models take a list of per-image dicts."""
     return batch
@@ -107,14 +144,15 @@ def build_resumable_train_loader(
     num_workers: int,
     aspect_ratio_grouping: bool,
     start_batch: int = 0,
-) -> DataLoader:
+) -> StopSignalSafeDataLoader:
     """A loader whose batches from ``start_batch`` on equal those of one started at batch 0."""
     landscape = [record["width"] > record["height"] for record in dataset_dicts] if aspect_ratio_grouping else None
     batches = AspectRatioBatchSampler(len(dataset_dicts), images_per_process, seed, landscape, start_batch)
-    return DataLoader(
+    return StopSignalSafeDataLoader(
         PositionSeededMapDataset(dataset_dicts, mapper, seed, rank),
         batch_sampler=batches,
         num_workers=num_workers,
         collate_fn=trivial_batch_collator,
         generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=leave_stop_signals_to_the_rank,
     )

@@ -5,12 +5,12 @@ import logging
 import os
 import sys
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 
 from detectron2.data.build import _train_loader_from_config
 from detectron2.engine import DefaultTrainer, create_ddp_model
-from detectron2.engine.hooks import PeriodicCheckpointer
+from detectron2.engine.hooks import CallbackHook, EvalHook, PeriodicCheckpointer
 from detectron2.evaluation import DatasetEvaluators
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -22,13 +22,23 @@ from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
 from swin_scratch.detection.interruptions import (
-    StopOnSignal, StopRequest, TrainingStopped, is_lost_peer_error, lost_rank_error, resume_command,
+    StopOnSignal, StopRequest, TrainingStopped, is_lost_peer_error, leaving_stop_signals_to_the_rank, lost_rank_error,
+    resume_command, with_stop_signals_deferred,
 )
 from swin_scratch.detection.optimizer import build_swin_optimizer
 from swin_scratch.detection.rng import preserved_global_rngs, rng_state, set_rng_state
 from swin_scratch.detection.train_loader import build_resumable_train_loader
 
 logger = logging.getLogger("swin_scratch")
+
+
+def rank_rng_state(rank_0: dict | None, per_rank: list[dict] | None, rank: int) -> dict | None:
+    """The RNG states ``rank`` resumes with: its own from ``rng_per_rank``; rank 0's from a checkpoint of
+    one process; none (the rank keeps its freshly seeded states) for a rank the checkpoint did not have."""
+    if per_rank:
+        return per_rank[rank] if rank < len(per_rank) else None
+    return rank_0 if rank == 0 else None
+
 
 class TrainingDivergedError(FloatingPointError):
     """A loss became NaN/inf; no checkpoint was written from the diverged state."""
@@ -37,6 +47,23 @@ class TrainingDivergedError(FloatingPointError):
 def ddp_device_ids(cfg) -> dict[str, Any]:
     """CPU modules take ``device_ids=None`` (gloo); detectron2's default is the local GPU."""
     return {} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
+
+
+def evaluation_during_training(evaluate: Callable[[], Any]) -> Callable[[], Any]:
+    """The EvalHook's function, made harmless to the training it interrupts.
+
+    - It leaves the global RNGs as they were: with ``DATALOADER.NUM_WORKERS`` 0 the test loader's
+      resizing draws from NumPy's global RNG in this process, so the training state (and a resumed
+      run's) would depend on the worker count and on where evaluations fell.
+    - It defers stop signals until it ends (its loader workers start in it and must outlive them);
+      training then stops after this iteration as it would have anyway (:mod:`.interruptions`).
+    """
+
+    def evaluate_leaving_training_alone() -> Any:
+        with preserved_global_rngs():
+            return evaluate()
+
+    return with_stop_signals_deferred(evaluate_leaving_training_alone)
 
 
 class Trainer(DefaultTrainer):
@@ -48,7 +75,12 @@ class Trainer(DefaultTrainer):
     on non-finite losses.
     """
 
-    def __init__(self, cfg):  # noqa: D107 - mirrors DefaultTrainer.__init__ but CPU-aware
+    def __init__(self, cfg, stop_request: StopRequest | None = None):
+        """detectron2's ``DefaultTrainer.__init__``, CPU-aware.
+
+        ``stop_request``: the caller's, when its signal handlers are already in place while this
+        builds the loader (whose workers then start with a handler that cannot kill them).
+        """
         super(DefaultTrainer, self).__init__()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
@@ -62,20 +94,26 @@ class Trainer(DefaultTrainer):
         self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # AMP on CPU too (detection/mixed_precision.py)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SwinCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self._rank_rng_states: list[dict[str, Any]] = []  # gathered for the next checkpoint only
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
-        self._stop_request = StopRequest()
+        self._stop_request = stop_request or StopRequest()
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
         """detectron2's hooks (periodic checkpoints kept: ``SOLVER.CHECKPOINT_KEEP``), then the
-        preemption stop (after the LR step and the periodic checkpoint)."""
-        hooks = super().build_hooks()
+        preemption stop (after the LR step, the periodic checkpoint and evaluation). First, on every
+        rank, the gathering of every rank's RNG states before an iteration that ends in a checkpoint
+        (detectron2 runs the checkpointer on rank 0 only, so it cannot do that collective itself)."""
+        # (functions of the trainer, not bound methods: hooks must not keep the trainer alive)
+        hooks = [CallbackHook(after_step=Trainer._gather_rank_rng_states_before_a_checkpoint), *super().build_hooks()]
         for hook in hooks:
             if isinstance(hook, PeriodicCheckpointer):
                 hook.max_to_keep = self.cfg.SOLVER.CHECKPOINT_KEEP or None
-        return hooks + [StopOnSignal(self._stop_request)]
+            if isinstance(hook, EvalHook):
+                hook._func = evaluation_during_training(hook._func)
+        return hooks + [StopOnSignal(self._stop_request, before_save=Trainer._gather_rank_rng_states)]
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -105,6 +143,14 @@ class Trainer(DefaultTrainer):
             start_batch=start_iter,
         )
 
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name: str):
+        """detectron2's, with workers that leave SIGTERM/SIGINT to their rank (a stop signal that
+        arrives during evaluation must not kill them; see :mod:`.interruptions`)."""
+        loader = super().build_test_loader(cfg, dataset_name)
+        loader.worker_init_fn = leaving_stop_signals_to_the_rank(loader.worker_init_fn)
+        return loader
+
     def resume_or_load(self, resume: bool = True) -> None:
         """detectron2's, but the start iteration follows the checkpoint actually loaded (the
         checkpointer may fall back to an earlier one, or to a fresh start)."""
@@ -115,17 +161,33 @@ class Trainer(DefaultTrainer):
             loader = self.build_train_loader(self.cfg, seed=self._data_seed, start_iter=self.start_iter)
             replace_data_loader(self._trainer, loader)
 
+    def _gather_rank_rng_states(self) -> None:
+        """Every rank's RNG states, for the checkpoint rank 0 is about to write (each rank draws its
+        own drop-path and proposal-sampling numbers; a resumed rank must continue its own stream).
+        A collective: every rank calls it at the same point."""
+        self._rank_rng_states = comm.all_gather(rng_state()) if comm.get_world_size() > 1 else []
+
+    def _gather_rank_rng_states_before_a_checkpoint(self) -> None:
+        """:meth:`_gather_rank_rng_states` in iterations that end with detectron2's periodic or final checkpoint."""
+        next_iter = self.iter + 1
+        if next_iter % self.cfg.SOLVER.CHECKPOINT_PERIOD == 0 or next_iter >= self.max_iter:
+            self._gather_rank_rng_states()
+
     def state_dict(self) -> dict[str, Any]:
-        """Iteration, hooks, optimizer (and grad scaler) state, RNG states and the data-order seed."""
+        """Iteration, hooks, optimizer (and grad scaler) state, RNG states (this rank's as ``rng``,
+        every rank's as ``rng_per_rank``) and the data-order seed."""
         state = super().state_dict()
         save_inner_trainer_state(state, self._trainer)
         state["rng"] = rng_state()
+        if self._rank_rng_states:
+            state["rng_per_rank"], self._rank_rng_states = self._rank_rng_states, []
         state["data_seed"] = self._data_seed
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         rng = state_dict.pop("rng", None)
+        rng = rank_rng_state(rng, state_dict.pop("rng_per_rank", None), comm.get_rank())
         self._data_seed = state_dict.pop("data_seed", self._data_seed)
         super().load_state_dict(state_dict)
         load_inner_trainer_state(state_dict, self._trainer)
