@@ -20,8 +20,9 @@ from shapes_helpers import REPO
 # tools/train_net.py's main, with two additions that tests switch on through the environment:
 # - every rank writes OUTPUT_DIR/rank<R>.pid when training starts and, when training returns,
 #   rank<R>_of_<W>.pth with its weights, last iteration and pid;
-# - SIGNAL_GROUP="<SIGNAL> worker <rank> <position>": the loader worker of <rank> that maps image
-#   <position> of the rank's stream signals the whole process group; "<SIGNAL> evaluation <rank>":
+# - SIGNAL_GROUP="<SIGNAL> worker <shard> <position>": the loader worker that maps image <position>
+#   of shard <shard>'s stream (without accumulation, shard = rank) signals the whole process group;
+#   "<SIGNAL> evaluation <rank>":
 #   <rank> signals it when its first evaluation batch arrives.
 # Modules are imported again in spawned ranks and spawned loader workers, so this runs there too.
 REPORTING_TRAIN_NET = """
@@ -55,7 +56,8 @@ if SIGNAL_GROUP and SIGNAL_GROUP[1] == "worker":
     original_getitem = train_loader_module.PositionSeededMapDataset.__getitem__
 
     def getitem_then_signal(self, item):
-        if self._rank == int(SIGNAL_GROUP[2]) and item[0] == int(SIGNAL_GROUP[3]):
+        shard, position, _ = item
+        if shard == int(SIGNAL_GROUP[2]) and position == int(SIGNAL_GROUP[3]):
             signal_the_group(SIGNAL_GROUP[0])
         return original_getitem(self, item)
 

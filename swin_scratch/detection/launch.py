@@ -37,6 +37,13 @@ def started_by_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"))
 
 
+def planned_world_size(num_processes_per_machine: int, num_machines: int = 1) -> int:
+    """How many processes :func:`launch` will run the job in: torchrun's count, or the flags'."""
+    if started_by_torchrun():
+        return int(os.environ["WORLD_SIZE"])
+    return num_processes_per_machine * num_machines
+
+
 def default_backend(use_cuda: bool) -> str:
     return "nccl" if use_cuda else "gloo"
 

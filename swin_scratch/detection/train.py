@@ -12,11 +12,12 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 from swin_scratch.checkpoint_io import CheckpointError
+from swin_scratch.detection.accumulation import check_batch_split
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.checkpoint_classes import CHECKPOINT_KEY, TrainingClasses
 from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
 from swin_scratch.detection.interruptions import LostRankError, StopRequest, deliver_deferred_stop_signals
-from swin_scratch.detection.launch import launch
+from swin_scratch.detection.launch import launch, planned_world_size
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 from swin_scratch.detection.device import use_available_device
 from swin_scratch.detection.trainer import Trainer, TrainingDivergedError
@@ -92,11 +93,15 @@ def setup(args: argparse.Namespace, cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def check_inputs(args: argparse.Namespace) -> CfgNode:
-    """Parse and complete the config, and check its datasets, in the launching process before any
-    worker starts; warnings and notices are printed here, once."""
+def check_inputs(args: argparse.Namespace, world_size: int = 1) -> CfgNode:
+    """Parse and complete the config, and check its datasets and how its batch splits over the
+    ``world_size`` processes of the job, in the launching process before any worker starts;
+    warnings and notices are printed here, once."""
     cfg = get_swin_cfg(args.config_file, [*args.opts, *dataset_overrides(args)])
     use_available_device(cfg)
+    if not args.eval_only:
+        keep_batch_as_given_if_not_scalable(cfg)
+        check_batch_split(cfg, world_size)  # ACCUMULATE_STEPS >= 1, and the batch divides into the job
     register_config_datasets(cfg)
     names = list(cfg.DATASETS.TEST) if args.eval_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     device_type = device_type_of(cfg.MODEL.DEVICE)
@@ -107,7 +112,6 @@ def check_inputs(args: argparse.Namespace) -> CfgNode:
     check_datasets_available(names)
     if not args.eval_only:
         warn_if_training_from_scratch(cfg)
-        keep_batch_as_given_if_not_scalable(cfg)
     return cfg
 
 
@@ -179,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # detectron2's default_setup reads the file again by path: give it the resolved one
         args.config_file = str(resolve_config_path(args.config_file))
-        cfg = check_inputs(args)
+        cfg = check_inputs(args, planned_world_size(args.num_gpus, args.num_machines))
         use_cuda = str(cfg.MODEL.DEVICE).startswith("cuda")
         launch(
             run_reporting_errors,

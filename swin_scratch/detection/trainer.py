@@ -17,7 +17,7 @@ from detectron2.utils.logger import setup_logger
 
 from swin_scratch.checkpoint_io import CheckpointError
 from swin_scratch.compat.bridges import load_inner_trainer_state, replace_data_loader, save_inner_trainer_state
-from swin_scratch.detection.mixed_precision import build_step_trainer
+from swin_scratch.detection.accumulation import accumulate_steps, batch_split, build_training_step, scale_to_job
 from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, SafeDatasetMapper, check_datasets_available  # noqa: F401
@@ -84,14 +84,18 @@ class Trainer(DefaultTrainer):
         super(DefaultTrainer, self).__init__()
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
-        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        cfg = scale_to_job(cfg, comm.get_world_size())  # REFERENCE_WORLD_SIZE: processes x accumulation steps
+        split = batch_split(cfg, comm.get_world_size())
+        # detectron2's logger writes to stdout and OUTPUT_DIR/log.txt (rank 0)
+        logging.getLogger("detectron2.swin_scratch").info(split.describe(cfg.SOLVER.BASE_LR))
         # One data-order seed for all processes, kept so a resumed run can continue the same order.
         self._data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg, seed=self._data_seed)
         model = create_ddp_model(model, broadcast_buffers=False, **ddp_device_ids(cfg))
-        self._trainer = build_step_trainer(cfg, model, data_loader, optimizer)  # AMP on CPU too (detection/mixed_precision.py)
+        # AMP on CPU too (detection/mixed_precision.py), gradient accumulation (detection/accumulation.py)
+        self._trainer = build_training_step(cfg, model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = SwinCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self._rank_rng_states: list[dict[str, Any]] = []  # gathered for the next checkpoint only
@@ -122,7 +126,8 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg, seed: int | None = None, start_iter: int = 0):
         """The training loader (:mod:`.train_loader`): batch k is the same whether the run started
-        at 0 or resumed at ``start_iter``; building it leaves the global RNGs untouched."""
+        at 0 or resumed at ``start_iter``; building it leaves the global RNGs untouched. ``cfg`` is
+        scaled to the job already (as in ``__init__``)."""
         with preserved_global_rngs():
             mapper = SafeDatasetMapper(
                 cfg,
@@ -132,12 +137,15 @@ class Trainer(DefaultTrainer):
             )
             dataset_dicts = _train_loader_from_config(cfg, mapper=mapper)["dataset"]
             seed = seed if seed is not None else (cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed())
+        # With accumulation steps S, this process reads the shards of S ranks of a world S times larger.
+        steps, world_size = accumulate_steps(cfg), comm.get_world_size()
         return build_resumable_train_loader(
             dataset_dicts,
             mapper,
-            images_per_process=cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size(),
+            images_per_batch=batch_split(cfg, world_size).images_per_micro_batch,
             seed=seed,
-            rank=comm.get_rank(),
+            shards=[comm.get_rank() * steps + micro_step for micro_step in range(steps)],
+            num_shards=world_size * steps,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
             start_batch=start_iter,
