@@ -1,8 +1,10 @@
-"""Start one process per device: detectron2-style ``--num-gpus`` spawning, or ``torchrun``'s environment.
+"""Start one process per device: detectron2-style ``--num-gpus`` spawning, or join a job whose
+processes someone else started: ``torchrun``'s, or SLURM's (``srun``, :mod:`.slurm`).
 
 detectron2 v0.6's ``launch`` requires CUDA and NCCL; this one also runs CPU processes with gloo
-(``--num-gpus N MODEL.DEVICE cpu`` means N CPU processes), and, when started by ``torchrun``,
-joins the process group that torchrun's rendezvous describes instead of spawning.
+(``--num-gpus N MODEL.DEVICE cpu`` means N CPU processes), and, when started by ``torchrun`` or as
+a task of a SLURM job step, joins the process group that torchrun's rendezvous or SLURM's
+environment describes instead of spawning.
 
 When spawning, the launcher forwards SIGTERM/SIGINT to its processes (they stop at a checkpoint;
 they start with those signals blocked, so one that arrives during their start-up is handled once
@@ -27,6 +29,7 @@ from detectron2.utils import comm
 
 from swin_scratch.compat.bridges import create_local_process_group
 from swin_scratch.detection.interruptions import STOP_SIGNALS, LostRankError, stop_signals_deferred
+from swin_scratch.detection.slurm import SlurmTask
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 # After one process fails, how long the others get to notice and exit before they are terminated.
@@ -37,11 +40,19 @@ def started_by_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"))
 
 
-def planned_world_size(num_processes_per_machine: int, num_machines: int = 1) -> int:
-    """How many processes :func:`launch` will run the job in: torchrun's count, or the flags'."""
+def planned_world_size(num_processes_per_machine: int, num_machines: int = 1, slurm: SlurmTask | None = None) -> int:
+    """How many processes :func:`launch` will run the job in: torchrun's count, SLURM's, or the flags'."""
     if started_by_torchrun():
         return int(os.environ["WORLD_SIZE"])
+    if slurm is not None:
+        return slurm.world_size
     return num_processes_per_machine * num_machines
+
+
+def local_cuda_device(local_rank: int) -> int:
+    """This process's GPU: its local rank among the machine's GPUs, or among those it can see when
+    the scheduler gave each task its own (``srun --gpus-per-task 1``: one visible GPU, index 0)."""
+    return local_rank % torch.cuda.device_count()
 
 
 def default_backend(use_cuda: bool) -> str:
@@ -70,7 +81,7 @@ def _init_and_run(
     timeout: timedelta,
 ) -> None:
     if use_cuda:
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(local_cuda_device(local_rank))
     dist.init_process_group(
         backend=default_backend(use_cuda), init_method=init_method, world_size=world_size, rank=global_rank, timeout=timeout
     )
@@ -96,8 +107,13 @@ def launch(
     args: tuple = (),
     use_cuda: bool | None = None,
     timeout: timedelta = DEFAULT_TIMEOUT,
+    slurm: SlurmTask | None = None,
 ) -> None:
-    """Run ``main_func(*args)`` in every process of the job (NCCL on GPUs, gloo on CPU)."""
+    """Run ``main_func(*args)`` in every process of the job (NCCL on GPUs, gloo on CPU).
+
+    Under torchrun, or with ``slurm`` (this process is one task of a SLURM job step), this process
+    is one of the job's and joins it; otherwise it spawns the processes of this machine.
+    """
     if use_cuda is None:
         use_cuda = torch.cuda.is_available()
     if started_by_torchrun():
@@ -113,8 +129,12 @@ def launch(
             timeout,
         )
         return
+    if slurm is not None and slurm.world_size > 1:
+        _init_and_run(slurm.rank, slurm.local_rank, slurm.world_size, slurm.tasks_per_machine, slurm.init_method,
+                      use_cuda, main_func, args, timeout)
+        return
     world_size = num_machines * num_processes_per_machine
-    if world_size == 1:
+    if world_size == 1 or slurm is not None:
         main_func(*args)
         return
     if dist_url in (None, "auto") and num_machines > 1:

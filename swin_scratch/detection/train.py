@@ -18,6 +18,7 @@ from swin_scratch.detection.checkpoint_classes import CHECKPOINT_KEY, TrainingCl
 from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
 from swin_scratch.detection.interruptions import LostRankError, StopRequest, deliver_deferred_stop_signals
 from swin_scratch.detection.launch import launch, planned_world_size
+from swin_scratch.detection.slurm import SlurmEnvironmentError, slurm_task_from_env
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 from swin_scratch.detection.device import use_available_device
 from swin_scratch.detection.trainer import Trainer, TrainingDivergedError
@@ -26,7 +27,7 @@ from swin_scratch.precision import PrecisionError, autocast, check_precision, de
 
 # Mistakes a user can fix: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, CheckpointError, TrainingDivergedError,
-               PrecisionError)
+               PrecisionError, SlurmEnvironmentError)
 # command-line option (argparse dest) -> the config key it sets
 DATASET_OPTIONS = {
     "train_json": "DATASETS.TRAIN_JSON",
@@ -172,6 +173,12 @@ def run_reporting_errors(args: argparse.Namespace, cfg: CfgNode) -> dict[str, An
         raise SystemExit(getattr(err, "exit_status", 2)) from None
 
 
+def launcher_flags_given(args: argparse.Namespace) -> bool:
+    """Whether the command line says how to start the job (then SLURM's environment is not used:
+    e.g. one srun task per node that spawns ``--num-gpus 8`` processes with ``--num-machines``)."""
+    return (args.num_gpus, args.num_machines, args.machine_rank, args.dist_url) != (1, 1, 0, "auto")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.config_file:
@@ -183,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # detectron2's default_setup reads the file again by path: give it the resolved one
         args.config_file = str(resolve_config_path(args.config_file))
-        cfg = check_inputs(args, planned_world_size(args.num_gpus, args.num_machines))
+        slurm = None if launcher_flags_given(args) else slurm_task_from_env()
+        cfg = check_inputs(args, planned_world_size(args.num_gpus, args.num_machines, slurm))
         use_cuda = str(cfg.MODEL.DEVICE).startswith("cuda")
         launch(
             run_reporting_errors,
@@ -193,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dist_url=args.dist_url,
             args=(args, cfg),
             use_cuda=use_cuda,
+            slurm=slurm,
         )
     except USER_ERRORS as err:
         logging.getLogger("swin_scratch").debug("user error", exc_info=True)

@@ -8,6 +8,7 @@ import weakref
 from typing import Any, Callable
 
 
+import torch
 from detectron2.data.build import _train_loader_from_config
 from detectron2.engine import DefaultTrainer, create_ddp_model
 from detectron2.engine.hooks import CallbackHook, EvalHook, PeriodicCheckpointer
@@ -45,8 +46,9 @@ class TrainingDivergedError(FloatingPointError):
 
 
 def ddp_device_ids(cfg) -> dict[str, Any]:
-    """CPU modules take ``device_ids=None`` (gloo); detectron2's default is the local GPU."""
-    return {} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
+    """CPU modules take ``device_ids=None`` (gloo); a GPU module the GPU this process uses (detectron2's
+    default, the local rank, does not exist when each task sees only its own GPU)."""
+    return {"device_ids": [torch.cuda.current_device()]} if cfg.MODEL.DEVICE.startswith("cuda") else {"device_ids": None}
 
 
 def evaluation_during_training(evaluate: Callable[[], Any]) -> Callable[[], Any]:

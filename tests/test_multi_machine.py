@@ -1,0 +1,73 @@
+"""Jobs of several machines, simulated on loopback with CPU processes (gloo) (issue 24, item 3): two
+SLURM tasks (the variables srun sets) join one job without spawning and end with weights
+torch.equal to one machine x 2 processes.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from job_helpers import assert_equal_weights, final_weights, finish, free_port, rank_reports, reporting_script, start_job
+from shapes_helpers import make_tiny_shapes, train_net_command
+
+pytestmark = pytest.mark.slow
+
+# Checkpoints after iterations 2 and 5; drop-path on, so each rank's own RNG stream matters too.
+OPTIONS = ("SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.IMS_PER_BATCH", "4",
+           "MODEL.DEVICE", "cpu", "DATASETS.TEST", "()", "MODEL.SWIN.DROP_PATH_RATE", "0.2")
+# One intra-op thread in every process: the thread count changes the order of fp32 sums (the weights
+# would differ in the last bits), and torchrun sets it for more than one process per node.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    return make_tiny_shapes(tmp_path_factory.mktemp("shapes"))
+
+
+def _train_net_args(output: Path, shapes: Path, *launcher_flags: str) -> list[str]:
+    """tools/train_net.py's arguments (after the script)."""
+    return train_net_command(output, shapes, *OPTIONS, args=launcher_flags)[2:]
+
+
+def _script(tmp_path: Path) -> str:
+    return str(reporting_script(tmp_path))
+
+
+def _run_together(commands: list[list[str]], envs: list[dict[str, str]] | None = None) -> list[str]:
+    """Start the processes of one job (one per simulated machine); all must exit 0. Returns their stderr."""
+    envs = envs or [{}] * len(commands)
+    processes = [start_job(command, {**ONE_THREAD, **env}) for command, env in zip(commands, envs)]
+    outputs = [finish(process) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    return [stderr for _, stderr in outputs]
+
+
+@pytest.fixture(scope="module")
+def one_machine(shapes, tmp_path_factory) -> Path:
+    """The reference: one machine, --num-gpus 2 (two CPU processes)."""
+    output = tmp_path_factory.mktemp("one_machine") / "out"
+    _run_together([[sys.executable, _script(output.parent), *_train_net_args(output, shapes, "--num-gpus", "2")]])
+    return output
+
+
+def _slurm_task(rank: int, port: int) -> dict[str, str]:
+    """What srun sets for task ``rank`` of a 2-node job with one task per node (MASTER_ADDR: loopback)."""
+    return {"SLURM_PROCID": str(rank), "SLURM_NTASKS": "2", "SLURM_LOCALID": "0", "SLURM_NODEID": str(rank),
+            "SLURM_JOB_NODELIST": "node[01-02]", "SLURM_JOB_ID": "777", "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port)}
+
+
+def test_two_slurm_tasks_join_one_job_without_spawning_and_train_like_one_machine(tmp_path, shapes, one_machine):
+    output, port = tmp_path / "out", free_port()
+    command = [sys.executable, _script(tmp_path), *_train_net_args(output, shapes)]
+    processes = [start_job(command, {**ONE_THREAD, **_slurm_task(rank, port)}) for rank in (0, 1)]
+    for process in processes:
+        _, stderr = finish(process)
+        assert process.returncode == 0, stderr[-3000:]
+    # each task is a rank itself: the process SLURM started trained, no process was spawned
+    assert [report["pid"] for report in rank_reports(output, 2)] == [process.pid for process in processes]
+    assert_equal_weights(final_weights(one_machine), final_weights(output), "model_final")
