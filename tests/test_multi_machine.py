@@ -1,15 +1,23 @@
-"""Jobs of several machines, simulated on loopback with CPU processes (gloo) (issue 24, item 3): two
-SLURM tasks (the variables srun sets) join one job without spawning and end with weights
-torch.equal to one machine x 2 processes.
+"""Jobs of several machines, simulated on loopback with CPU processes (gloo), and elastic restarts
+(issue 24, items 3 and 4). They end with weights torch.equal to one machine x 2 processes:
+
+- two SLURM tasks (the variables srun sets), which join the job without spawning;
+- torchrun --max-restarts 1 on one machine, one worker SIGKILLed after the first checkpoint: the
+  restarted processes form a new group and resume from the newest checkpoint by themselves.
 """
 from __future__ import annotations
 
+import os
+import re
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
-from job_helpers import assert_equal_weights, final_weights, finish, free_port, rank_reports, reporting_script, start_job
+from job_helpers import (
+    assert_equal_weights, final_weights, finish, free_port, rank_reports, reporting_script, start_job, wait_for,
+)
 from shapes_helpers import make_tiny_shapes, train_net_command
 
 pytestmark = pytest.mark.slow
@@ -17,8 +25,9 @@ pytestmark = pytest.mark.slow
 # Checkpoints after iterations 2 and 5; drop-path on, so each rank's own RNG stream matters too.
 OPTIONS = ("SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "3", "SOLVER.IMS_PER_BATCH", "4",
            "MODEL.DEVICE", "cpu", "DATASETS.TEST", "()", "MODEL.SWIN.DROP_PATH_RATE", "0.2")
-# One intra-op thread in every process: the thread count changes the order of fp32 sums (the weights
-# would differ in the last bits), and torchrun sets it for more than one process per node.
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+# One intra-op thread in every process: torchrun sets it for more than one process per node, and the
+# thread count changes the order of fp32 sums (the weights would differ in the last bits).
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
@@ -70,4 +79,22 @@ def test_two_slurm_tasks_join_one_job_without_spawning_and_train_like_one_machin
         assert process.returncode == 0, stderr[-3000:]
     # each task is a rank itself: the process SLURM started trained, no process was spawned
     assert [report["pid"] for report in rank_reports(output, 2)] == [process.pid for process in processes]
+    assert_equal_weights(final_weights(one_machine), final_weights(output), "model_final")
+
+
+def test_torchrun_restarts_a_killed_worker_and_resumes_by_itself_to_the_same_weights(tmp_path, shapes, one_machine):
+    output = tmp_path / "out"
+    process = start_job([*TORCHRUN, "--standalone", "--nproc-per-node", "2", "--max-restarts", "1",
+                         _script(tmp_path), *_train_net_args(output, shapes)], ONE_THREAD)
+    wait_for(process, output / "rank1.pid", output / "last_checkpoint")
+    first_pids = [(output / f"rank{rank}.pid").read_text() for rank in (0, 1)]
+    os.kill(int(first_pids[1]), signal.SIGKILL)
+    _, stderr = finish(process)
+    assert process.returncode == 0, stderr[-3000:]
+
+    starts = [int(n) for n in re.findall(r"Starting training from iteration (\d+)", (output / "log.txt").read_text())]
+    assert starts[0] == 0 and len(starts) == 2 and starts[1] > 0, starts  # the restart resumed, no --resume given
+    assert re.search(r"^notice: restart 1 of this job: resuming from the newest readable checkpoint", stderr,
+                     re.MULTILINE), stderr[-3000:]
+    assert [(output / f"rank{rank}.pid").read_text() for rank in (0, 1)] != first_pids  # new processes
     assert_equal_weights(final_weights(one_machine), final_weights(output), "model_final")

@@ -1,5 +1,6 @@
 """SLURM's environment read without scontrol (issue 24, item 3): the compressed node list, the port,
-and where a task sits in the job. A simulated 2-task job trains in tests/test_multi_machine.py."""
+and where a task sits in the job; and when a restarted job resumes by itself (item 4). A simulated
+2-task job and a torchrun restart train in tests/test_multi_machine.py."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,8 @@ from swin_scratch.detection.launch import planned_world_size
 from swin_scratch.detection.slurm import (
     PORT_BASE, PORT_SPAN, SlurmEnvironmentError, expand_nodelist, port_for_job, slurm_task_from_env,
 )
-from swin_scratch.detection.train import build_parser, launcher_flags_given, main
+from swin_scratch.detection.config import get_swin_cfg
+from swin_scratch.detection.train import build_parser, launcher_flags_given, main, resumes
 
 
 @pytest.mark.parametrize("nodelist,hosts", [
@@ -88,3 +90,20 @@ def test_a_bad_slurm_environment_is_one_error_line(capsys, monkeypatch):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: task 0 is local rank 0 on node 1")
 
+
+@pytest.mark.parametrize("variables,auto_resume,expected", [
+    ({}, False, False),
+    ({}, True, True),  # SOLVER.AUTO_RESUME
+    ({"TORCHELASTIC_RESTART_COUNT": "0"}, False, False),  # torchrun's first start
+    ({"TORCHELASTIC_RESTART_COUNT": "1"}, False, True),  # torchrun restarted the workers
+    ({"SLURM_RESTART_COUNT": "2"}, False, True),  # SLURM requeued the job
+])
+def test_a_restarted_or_requeued_job_resumes_without_being_told(monkeypatch, capsys, variables, auto_resume,
+                                                                 expected):
+    for name in ("TORCHELASTIC_RESTART_COUNT", "SLURM_RESTART_COUNT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    cfg = get_swin_cfg("swin_shapes.yaml", ["SOLVER.AUTO_RESUME", str(auto_resume)])
+    assert resumes(build_parser().parse_args(["--config", "swin_shapes.yaml"]), cfg) is expected
+    assert resumes(build_parser().parse_args(["--config", "swin_shapes.yaml", "--resume"]), cfg) is True

@@ -54,6 +54,10 @@ def add_swin_config(cfg: CN) -> None:
     # so a recipe's batch, LR and schedule hold with fewer GPUs. REFERENCE_WORLD_SIZE scaling counts
     # processes x ACCUMULATE_STEPS. 1 = no accumulation.
     cfg.SOLVER.ACCUMULATE_STEPS = 1
+    # Resume from OUTPUT_DIR's newest readable checkpoint, if any, as --resume does (e.g. for a job that
+    # a scheduler requeues with the same command). Restarts by torchrun (TORCHELASTIC_RESTART_COUNT > 0)
+    # and requeued SLURM jobs (SLURM_RESTART_COUNT > 0) always resume, whatever this says.
+    cfg.SOLVER.AUTO_RESUME = False
 
     # Official multi-scale recipe: with probability PROB, resize the short side to one of
     # PRE_RESIZE_SIZES, take a random absolute crop of CROP_SIZE (h, w ranges), then do the usual

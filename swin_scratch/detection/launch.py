@@ -40,6 +40,24 @@ def started_by_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"))
 
 
+def torchrun_restart_count() -> int:
+    """How often torchrun has restarted this job's processes (``--max-restarts``); 0 on the first start."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def torchrun_store(timeout: timedelta) -> dist.Store:
+    """torchrun's store (``env://``: MASTER_ADDR/MASTER_PORT; the agent's own store under torchrun),
+    seen through a prefix of this restart.
+
+    torchrun keeps one store for the whole job. After a restart the keys of the previous attempt
+    (gloo's addresses of processes that are gone) are still in it, and a restarted rank that reads
+    one before the new rank 0 overwrites it connects to a dead port: "Gloo connectFullMesh failed
+    ... Connection refused". Each attempt gets its own key space instead.
+    """
+    store, _, _ = next(dist.rendezvous("env://", timeout=timeout))
+    return dist.PrefixStore(f"swin_scratch/restart_{torchrun_restart_count()}", store)
+
+
 def planned_world_size(num_processes_per_machine: int, num_machines: int = 1, slurm: SlurmTask | None = None) -> int:
     """How many processes :func:`launch` will run the job in: torchrun's count, SLURM's, or the flags'."""
     if started_by_torchrun():
@@ -82,8 +100,10 @@ def _init_and_run(
 ) -> None:
     if use_cuda:
         torch.cuda.set_device(local_cuda_device(local_rank))
+    # env:// (torchrun): its store, rebuilt per restart; otherwise a file:// or tcp:// rendezvous
+    rendezvous = {"store": torchrun_store(timeout)} if init_method == "env://" else {"init_method": init_method}
     dist.init_process_group(
-        backend=default_backend(use_cuda), init_method=init_method, world_size=world_size, rank=global_rank, timeout=timeout
+        backend=default_backend(use_cuda), world_size=world_size, rank=global_rank, timeout=timeout, **rendezvous
     )
     create_local_process_group(processes_per_machine)
     comm.synchronize()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -17,7 +18,7 @@ from swin_scratch.detection.checkpoint import SwinCheckpointer
 from swin_scratch.detection.checkpoint_classes import CHECKPOINT_KEY, TrainingClasses
 from swin_scratch.detection.config import ConfigError, get_swin_cfg, resolve_config_path
 from swin_scratch.detection.interruptions import LostRankError, StopRequest, deliver_deferred_stop_signals
-from swin_scratch.detection.launch import launch, planned_world_size
+from swin_scratch.detection.launch import launch, planned_world_size, torchrun_restart_count
 from swin_scratch.detection.slurm import SlurmEnvironmentError, slurm_task_from_env
 from swin_scratch.detection.data_checks import DatasetFormatError, DatasetNotFoundError, check_datasets_available
 from swin_scratch.detection.device import use_available_device
@@ -140,6 +141,21 @@ def warn_if_training_from_scratch(cfg: CfgNode) -> None:
         )
 
 
+def restart_count() -> int:
+    """How often a scheduler has restarted this job: torchrun (--max-restarts) or SLURM (a requeue)."""
+    return max(torchrun_restart_count(), int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0))
+
+
+def resumes(args: argparse.Namespace, cfg: CfgNode) -> bool:
+    """Whether training continues from OUTPUT_DIR's newest readable checkpoint: asked for (--resume,
+    SOLVER.AUTO_RESUME), or a restart, which nobody can add --resume to."""
+    restarts = restart_count()
+    if restarts and not args.resume and comm.is_main_process():
+        print(f"notice: restart {restarts} of this job: resuming from the newest readable checkpoint in "
+              f"{cfg.OUTPUT_DIR}", file=sys.stderr, flush=True)
+    return bool(args.resume or cfg.SOLVER.AUTO_RESUME or restarts)
+
+
 def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     """The per-process body: train (or evaluate) and return the evaluation results."""
     reuse_freed_memory()  # per process: spawned ranks start a fresh interpreter
@@ -159,7 +175,7 @@ def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     with stop_request.installed():
         trainer = Trainer(cfg, stop_request=stop_request)
         trainer.checkpointer.add_checkpointable(CHECKPOINT_KEY, TrainingClasses(cfg.DATASETS.TRAIN[0]))
-        trainer.resume_or_load(resume=args.resume)
+        trainer.resume_or_load(resume=resumes(args, cfg))
         return trainer.train()
 
 
