@@ -1,6 +1,8 @@
 """Jobs of several machines, simulated on loopback with CPU processes (gloo), and elastic restarts
-(issue 24, items 3 and 4). They end with weights torch.equal to one machine x 2 processes:
+(issue 24, items 3-5). Every launcher ends with weights torch.equal to one machine x 2 processes:
 
+- detectron2's flags (--num-machines 2 --machine-rank R --dist-url tcp://...), one process each;
+- torchrun --nnodes 2, with the static rendezvous (--node-rank, --master-addr) and with c10d;
 - two SLURM tasks (the variables srun sets), which join the job without spawning;
 - torchrun --max-restarts 1 on one machine, one worker SIGKILLed after the first checkpoint: the
   restarted processes form a new group and resume from the newest checkpoint by themselves.
@@ -61,6 +63,26 @@ def one_machine(shapes, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("one_machine") / "out"
     _run_together([[sys.executable, _script(output.parent), *_train_net_args(output, shapes, "--num-gpus", "2")]])
     return output
+
+
+def test_detectron2_multi_machine_flags_train_like_one_machine(tmp_path, shapes, one_machine):
+    output, url = tmp_path / "out", f"tcp://127.0.0.1:{free_port()}"
+    _run_together([[sys.executable, _script(tmp_path), *_train_net_args(
+        output, shapes, "--num-machines", "2", "--machine-rank", str(rank), "--num-gpus", "1", "--dist-url", url)]
+        for rank in (0, 1)])
+    assert_equal_weights(final_weights(one_machine), final_weights(output), "model_final")
+
+
+@pytest.mark.parametrize("rendezvous", ["static", "c10d"])
+def test_torchrun_with_two_nodes_trains_like_one_machine(tmp_path, shapes, one_machine, rendezvous):
+    output, port = tmp_path / "out", free_port()
+    if rendezvous == "static":
+        flags = [["--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port)] for rank in (0, 1)]
+    else:
+        flags = [["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two_nodes"]] * 2
+    _run_together([[*TORCHRUN, "--nnodes", "2", "--nproc-per-node", "1", *node_flags, _script(tmp_path),
+                    *_train_net_args(output, shapes)] for node_flags in flags])
+    assert_equal_weights(final_weights(one_machine), final_weights(output), "model_final")
 
 
 def _slurm_task(rank: int, port: int) -> dict[str, str]:
