@@ -18,6 +18,7 @@ from detectron2.utils.events import EventStorage
 
 from job_helpers import final_weights, finish, start_job, wait_for
 from shapes_helpers import make_tiny_shapes, train_net_command
+from swin_scratch.compat.bridges import replace_data_loader
 from swin_scratch.detection.accumulation import (
     GradientAccumulationTrainer, batch_split, check_batch_split, scale_to_job,
 )
@@ -47,7 +48,7 @@ def _clipping_sgd(model: nn.Module, clip_value: float) -> torch.optim.Optimizer:
 
 
 def _run_one_iteration(trainer, loader) -> None:
-    trainer._data_loader_iter = loader  # (detectron2 v0.6 sets it in __init__; upstream creates it lazily)
+    replace_data_loader(trainer, loader)  # v0.6 made its iterator in __init__, upstream makes it on first use
     with EventStorage(0):
         trainer.run_step()
 
