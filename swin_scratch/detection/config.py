@@ -55,6 +55,16 @@ def add_swin_config(cfg: CN) -> None:
     # 0 keeps all (detectron2's behaviour). Keep at least 2: --resume falls back to the newest
     # readable earlier checkpoint when the latest one is damaged or missing.
     cfg.SOLVER.CHECKPOINT_KEEP = 0
+    # Gradient accumulation (swin_scratch/engine/accumulation.py): micro-batches per optimizer step.
+    # One iteration reads ACCUMULATE_STEPS micro-batches per process and steps once; IMS_PER_BATCH stays
+    # the images per iteration (the effective batch = per micro-batch x processes x ACCUMULATE_STEPS),
+    # so a recipe's batch, LR and schedule hold with fewer GPUs. REFERENCE_WORLD_SIZE scaling counts
+    # processes x ACCUMULATE_STEPS. 1 = no accumulation.
+    cfg.SOLVER.ACCUMULATE_STEPS = 1
+    # Resume from OUTPUT_DIR's newest readable checkpoint, if any, as --resume does (e.g. for a job that
+    # a scheduler requeues with the same command). Restarts by torchrun (TORCHELASTIC_RESTART_COUNT > 0)
+    # and requeued SLURM jobs (SLURM_RESTART_COUNT > 0) always resume, whatever this says.
+    cfg.SOLVER.AUTO_RESUME = False
 
     # Official multi-scale recipe: with probability PROB, resize the short side to one of
     # PRE_RESIZE_SIZES, take a random absolute crop of CROP_SIZE (h, w ranges), then do the usual

@@ -1,11 +1,14 @@
-"""Start one process per device: detectron2-style ``--num-gpus`` spawning, or ``torchrun``'s environment.
+"""Start one process per device: detectron2-style ``--num-gpus`` spawning, or join a job whose
+processes someone else started: ``torchrun``'s, or SLURM's (``srun``, :mod:`.slurm`).
 
 detectron2 v0.6's ``launch`` requires CUDA and NCCL; this one also runs CPU processes with gloo
-(``--num-gpus N MODEL.DEVICE cpu`` means N CPU processes), and, when started by ``torchrun``,
-joins the process group that torchrun's rendezvous describes instead of spawning.
+(``--num-gpus N MODEL.DEVICE cpu`` means N CPU processes), and, when started by ``torchrun`` or as
+a task of a SLURM job step, joins the process group that torchrun's rendezvous or SLURM's
+environment describes instead of spawning.
 
-When spawning, the launcher forwards SIGTERM/SIGINT to its processes (they stop at a checkpoint),
-and if one of them dies it stops the others and raises :class:`LostRankError` naming its rank.
+When spawning, the launcher forwards SIGTERM/SIGINT to its processes (they stop at a checkpoint;
+they start with those signals blocked, so one that arrives during their start-up is handled once
+they can), and if one of them dies it stops the others and raises :class:`LostRankError` naming its rank.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ import torch.multiprocessing as mp
 from detectron2.utils import comm
 
 from swin_scratch.compat.bridges import create_local_process_group
-from swin_scratch.engine.interruptions import STOP_SIGNALS, LostRankError
+from swin_scratch.engine.interruptions import STOP_SIGNALS, LostRankError, stop_signals_deferred
+from swin_scratch.engine.slurm import SlurmTask
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
 # After one process fails, how long the others get to notice and exit before they are terminated.
@@ -33,6 +37,39 @@ FAILURE_GRACE_S = 10.0
 
 def started_by_torchrun() -> bool:
     return all(name in os.environ for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"))
+
+
+def torchrun_restart_count() -> int:
+    """How often torchrun has restarted this job's processes (``--max-restarts``); 0 on the first start."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
+def torchrun_store(timeout: timedelta) -> dist.Store:
+    """torchrun's store (``env://``: MASTER_ADDR/MASTER_PORT; the agent's own store under torchrun),
+    seen through a prefix of this restart.
+
+    torchrun keeps one store for the whole job. After a restart the keys of the previous attempt
+    (gloo's addresses of processes that are gone) are still in it, and a restarted rank that reads
+    one before the new rank 0 overwrites it connects to a dead port: "Gloo connectFullMesh failed
+    ... Connection refused". Each attempt gets its own key space instead.
+    """
+    store, _, _ = next(dist.rendezvous("env://", timeout=timeout))
+    return dist.PrefixStore(f"swin_scratch/restart_{torchrun_restart_count()}", store)
+
+
+def planned_world_size(num_processes_per_machine: int, num_machines: int = 1, slurm: SlurmTask | None = None) -> int:
+    """How many processes :func:`launch` will run the job in: torchrun's count, SLURM's, or the flags'."""
+    if started_by_torchrun():
+        return int(os.environ["WORLD_SIZE"])
+    if slurm is not None:
+        return slurm.world_size
+    return num_processes_per_machine * num_machines
+
+
+def local_cuda_device(local_rank: int) -> int:
+    """This process's GPU: its local rank among the machine's GPUs, or among those it can see when
+    the scheduler gave each task its own (``srun --gpus-per-task 1``: one visible GPU, index 0)."""
+    return local_rank % torch.cuda.device_count()
 
 
 def default_backend(use_cuda: bool) -> str:
@@ -61,10 +98,11 @@ def _init_and_run(
     timeout: timedelta,
 ) -> None:
     if use_cuda:
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(local_cuda_device(local_rank))
+    # env:// (torchrun): its store, rebuilt per restart; otherwise a file:// or tcp:// rendezvous
+    rendezvous = {"store": torchrun_store(timeout)} if init_method == "env://" else {"init_method": init_method}
     dist.init_process_group(
-        backend=default_backend(use_cuda), init_method=init_method, world_size=world_size, rank=global_rank,
-        timeout=timeout,
+        backend=default_backend(use_cuda), world_size=world_size, rank=global_rank, timeout=timeout, **rendezvous
     )
     create_local_process_group(processes_per_machine)
     comm.synchronize()
@@ -88,8 +126,13 @@ def launch(
     args: tuple = (),
     use_cuda: bool | None = None,
     timeout: timedelta = DEFAULT_TIMEOUT,
+    slurm: SlurmTask | None = None,
 ) -> None:
-    """Run ``main_func(*args)`` in every process of the job (NCCL on GPUs, gloo on CPU)."""
+    """Run ``main_func(*args)`` in every process of the job (NCCL on GPUs, gloo on CPU).
+
+    Under torchrun, or with ``slurm`` (this process is one task of a SLURM job step), this process
+    is one of the job's and joins it; otherwise it spawns the processes of this machine.
+    """
     if use_cuda is None:
         use_cuda = torch.cuda.is_available()
     if started_by_torchrun():
@@ -105,8 +148,12 @@ def launch(
             timeout,
         )
         return
+    if slurm is not None and slurm.world_size > 1:
+        _init_and_run(slurm.rank, slurm.local_rank, slurm.world_size, slurm.tasks_per_machine, slurm.init_method,
+                      use_cuda, main_func, args, timeout)
+        return
     world_size = num_machines * num_processes_per_machine
-    if world_size == 1:
+    if world_size == 1 or slurm is not None:
         main_func(*args)
         return
     if dist_url in (None, "auto") and num_machines > 1:
@@ -114,21 +161,29 @@ def launch(
     with contextlib.ExitStack() as stack:
         if dist_url in (None, "auto"):
             dist_url = stack.enter_context(local_rendezvous())
-        context = mp.start_processes(
-            _spawned_worker,
-            nprocs=num_processes_per_machine,
-            args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args, timeout),
-            join=False,
-            daemon=False,
-        )
-        with signals_forwarded_to(context.processes):
+        processes: list = []
+        with signals_forwarded_to(processes):
+            with stop_signals_deferred():  # a signal while the ranks start up waits for their handlers
+                context = mp.start_processes(
+                    _spawned_worker,
+                    nprocs=num_processes_per_machine,
+                    args=(machine_rank, num_processes_per_machine, world_size, dist_url, use_cuda, main_func, args,
+                          timeout),
+                    join=False,
+                    daemon=False,
+                )
+                processes.extend(context.processes)
             wait_for_processes(context, first_rank=machine_rank * num_processes_per_machine)
 
 
 @contextlib.contextmanager
 def signals_forwarded_to(processes: list) -> Iterator[None]:
     """While spawned processes run, SIGTERM/SIGINT sent to the launcher reach them too (they stop at a
-    checkpoint, see :mod:`.interruptions`): a scheduler may signal only the process it started."""
+    checkpoint, see :mod:`.interruptions`): a scheduler may signal only the process it started.
+
+    ``processes`` may still be empty when this starts: a signal that arrives while they are being
+    started is deferred (:func:`~.interruptions.stop_signals_deferred`) and forwarded once they exist.
+    """
 
     def forward(signum: int, frame: Optional[FrameType]) -> None:
         for process in processes:

@@ -45,6 +45,7 @@ class MixedPrecisionTrainer(SimpleTrainer):
             return
         self.grad_scaler.scale(losses).backward()
         self._write_metrics(loss_dict, data_time)
+        self.grad_scaler.unscale_(self.optimizer)  # detectron2's gradient clipping, inside step(), sees true gradients
         self.grad_scaler.step(self.optimizer)
         self.grad_scaler.update()
 

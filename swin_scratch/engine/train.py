@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -19,9 +20,11 @@ from swin_scratch.detection.config import ConfigError, resolve_config_path
 from swin_scratch.detection.dataset_checks import check_datasets_available
 from swin_scratch.detection.datasets import register_config_datasets
 from swin_scratch.detection.tool_config import tool_config
-from swin_scratch.engine.interruptions import LostRankError
-from swin_scratch.engine.launch import launch
+from swin_scratch.engine.accumulation import check_batch_split
+from swin_scratch.engine.interruptions import LostRankError, StopRequest, deliver_deferred_stop_signals
+from swin_scratch.engine.launch import launch, planned_world_size, torchrun_restart_count
 from swin_scratch.engine.lazy_train import check_lazy_inputs, load_lazy_config, run_lazy
+from swin_scratch.engine.slurm import SlurmEnvironmentError, slurm_task_from_env
 from swin_scratch.engine.trainer import Trainer, TrainingDivergedError
 from swin_scratch.memory import reuse_freed_memory
 from swin_scratch.precision import PrecisionError, autocast, check_precision, device_type_of
@@ -29,7 +32,7 @@ from swin_scratch.weights.files import CheckpointError
 
 # Mistakes a user can fix: printed as one line, exit status 2, no traceback.
 USER_ERRORS = (ConfigError, DatasetNotFoundError, DatasetFormatError, CheckpointError, TrainingDivergedError,
-               PrecisionError)
+               PrecisionError, SlurmEnvironmentError)
 # command-line option (argparse dest) -> the config key it sets
 DATASET_OPTIONS = {
     "train_json": "DATASETS.TRAIN_JSON",
@@ -89,10 +92,14 @@ def setup(args: argparse.Namespace, cfg: CfgNode) -> CfgNode:
     return cfg
 
 
-def check_inputs(args: argparse.Namespace) -> CfgNode:
-    """Parse and complete the config, and check its datasets, in the launching process before any
-    worker starts; warnings and notices are printed here, once."""
+def check_inputs(args: argparse.Namespace, world_size: int = 1) -> CfgNode:
+    """Parse and complete the config, and check its datasets and how its batch splits over the
+    ``world_size`` processes of the job, in the launching process before any worker starts;
+    warnings and notices are printed here, once."""
     cfg = tool_config(args.config_file, [*args.opts, *dataset_overrides(args)])
+    if not args.eval_only:
+        keep_batch_as_given_if_not_scalable(cfg)
+        check_batch_split(cfg, world_size)  # ACCUMULATE_STEPS >= 1, and the batch divides into the job
     names = list(cfg.DATASETS.TEST) if args.eval_only else list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
     device_type = device_type_of(cfg.MODEL.DEVICE)
     if args.eval_only:
@@ -102,7 +109,6 @@ def check_inputs(args: argparse.Namespace) -> CfgNode:
     check_datasets_available(names)
     if not args.eval_only:
         warn_if_training_from_scratch(cfg)
-        keep_batch_as_given_if_not_scalable(cfg)
     return cfg
 
 
@@ -130,11 +136,27 @@ def warn_if_training_from_scratch(cfg: CfgNode) -> None:
         )
 
 
+def restart_count() -> int:
+    """How often a scheduler has restarted this job: torchrun (--max-restarts) or SLURM (a requeue)."""
+    return max(torchrun_restart_count(), int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0))
+
+
+def resumes(args: argparse.Namespace, cfg: CfgNode) -> bool:
+    """Whether training continues from OUTPUT_DIR's newest readable checkpoint: asked for (--resume,
+    SOLVER.AUTO_RESUME), or a restart, which nobody can add --resume to."""
+    restarts = restart_count()
+    if restarts and not args.resume and comm.is_main_process():
+        print(f"notice: restart {restarts} of this job: resuming from the newest readable checkpoint in "
+              f"{cfg.OUTPUT_DIR}", file=sys.stderr, flush=True)
+    return bool(args.resume or cfg.SOLVER.AUTO_RESUME or restarts)
+
+
 def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
     """The per-process body: train (or evaluate) and return the evaluation results."""
     reuse_freed_memory()  # per process: spawned ranks start a fresh interpreter
     cfg = setup(args, cfg)
     if args.eval_only:
+        deliver_deferred_stop_signals()  # no checkpoint to save: a stop signal ends evaluation
         model = Trainer.build_model(cfg)
         SwinCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         with autocast(cfg.TEST.PRECISION, device_type_of(cfg.MODEL.DEVICE)):
@@ -142,10 +164,14 @@ def run(args: argparse.Namespace, cfg: CfgNode) -> dict[str, Any] | None:
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
-    trainer = Trainer(cfg)
-    trainer.checkpointer.add_checkpointable(CHECKPOINT_KEY, TrainingClasses(cfg.DATASETS.TRAIN[0]))
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    # The stop handlers are in place before the loader's workers start (with the Trainer), and a
+    # signal that arrives before training starts still ends in a checkpoint (after iteration one).
+    stop_request = StopRequest()
+    with stop_request.installed():
+        trainer = Trainer(cfg, stop_request=stop_request)
+        trainer.checkpointer.add_checkpointable(CHECKPOINT_KEY, TrainingClasses(cfg.DATASETS.TRAIN[0]))
+        trainer.resume_or_load(resume=resumes(args, cfg))
+        return trainer.train()
 
 
 def is_lazy_config(path: str) -> bool:
@@ -164,6 +190,12 @@ def run_reporting_errors(args: argparse.Namespace, cfg: Any) -> dict[str, Any] |
         raise SystemExit(getattr(err, "exit_status", 2)) from None
 
 
+def launcher_flags_given(args: argparse.Namespace) -> bool:
+    """Whether the command line says how to start the job (then SLURM's environment is not used:
+    e.g. one srun task per node that spawns ``--num-gpus 8`` processes with ``--num-machines``)."""
+    return (args.num_gpus, args.num_machines, args.machine_rank, args.dist_url) != (1, 1, 0, "auto")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.config_file:
@@ -175,11 +207,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # detectron2's default_setup reads the file again by path: give it the resolved one
         args.config_file = str(resolve_config_path(args.config_file))
+        slurm = None if launcher_flags_given(args) else slurm_task_from_env()
         if is_lazy_config(args.config_file):
             cfg = check_lazy_inputs(args, load_lazy_config(args.config_file, args.opts))
             use_cuda = str(cfg.train.device).startswith("cuda")
         else:
-            cfg = check_inputs(args)
+            cfg = check_inputs(args, planned_world_size(args.num_gpus, args.num_machines, slurm))
             use_cuda = str(cfg.MODEL.DEVICE).startswith("cuda")
         launch(
             run_reporting_errors,
@@ -189,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dist_url=args.dist_url,
             args=(args, cfg),
             use_cuda=use_cuda,
+            slurm=slurm,
         )
     except USER_ERRORS as err:
         logging.getLogger("swin_scratch").debug("user error", exc_info=True)
