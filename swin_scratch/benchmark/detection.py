@@ -208,6 +208,8 @@ def kept_for_backward_table(height: int, width: int) -> str:
                     "mlp": "mlp (fc1 output, for the GELU)"}.get(part, part)
             module.register_forward_pre_hook(partial(_enter, running, part))
             module.register_forward_hook(partial(_leave, running))
+            if hasattr(module, "attend"):  # the blocks call the attention core as attn.attend(), not attn()
+                module.attend = _attributed(module.attend, running, part)
 
     def pack(tensor):
         storage = tensor.untyped_storage()
@@ -225,6 +227,17 @@ def kept_for_backward_table(height: int, width: int) -> str:
             for part, size in sorted(by_part.items(), key=lambda item: -item[1]) if size >= total / 100]
     return markdown_table([f"Swin-T backbone, kept for backward ({total / 2**20:.0f} MiB in all)", "MiB", "share"],
                           rows)
+
+
+def _attributed(method, running: list[str], part: str):
+    """``method`` with ``part`` as the running part while it runs (module hooks only see ``module()`` calls)."""
+    def attributed(*args, **kwargs):
+        running.append(part)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            running.pop()
+    return attributed
 
 
 def _enter(running: list[str], part: str, module, inputs) -> None:
