@@ -112,7 +112,7 @@ def batched_layout(layout: WindowLayout, batch: int) -> WindowLayout:
     offset by b * H * W in the map and b * nW * N in the windows); ``layout`` itself when it already
     covers ``batch`` images or has no routes. A trace always extends one image's routes, so that the
     batch stays a traced size (ONNX exports with a dynamic batch)."""
-    if layout.source_tokens is None or (layout.images == batch and not torch.jit.is_tracing()):
+    if layout.source_tokens is None or (not torch.jit.is_tracing() and layout.images == batch):
         return layout
     if layout.images != 1:
         raise ValueError(f"routes of {layout.images} images cannot serve a batch of {batch}")
