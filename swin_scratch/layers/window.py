@@ -134,7 +134,8 @@ def partition_windows(x: Tensor, layout: WindowLayout) -> Tensor:
     if layout.source_tokens is None:
         shifted = torch.roll(pad_to_geometry(x, geometry), (-geometry.shift_height, -geometry.shift_width), (1, 2))
         windows = window_partition(shifted, geometry.window_size)
-        return windows.transpose(1, 2) if layout.token_major else windows
+        # contiguous: a Linear on the transposed view would run as a batched matmul (inductor fuses the copy)
+        return windows.transpose(1, 2).contiguous() if layout.token_major else windows
     batch, height, width, channels = x.shape
     layout = batched_layout(layout, batch)
     windows = x.reshape(batch * height * width, channels).index_select(0, layout.source_tokens)  # (B * nW * N, C)
