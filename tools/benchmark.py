@@ -132,6 +132,9 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", nargs="?", const=MACHINE_FILE, metavar="FILE.md",
                         help="also write the report to FILE.md; without a file, each table into its section of "
                              "docs/benchmarks/<machine>.md (e.g. amd-epyc-avx512-2core.md)")
+    parser.add_argument("--label", default="",
+                        help="appended to the machine file's section names (e.g. compiled), so runs with other "
+                             "options keep their own sections")
     parser.add_argument("--memory-size", type=int, default=1024)
     parser.add_argument("--memory-only", action="store_true", help="= --tables memory")
     parser.add_argument("--speed-only", action="store_true", help="= --tables speed")
@@ -182,7 +185,7 @@ def main(argv=None) -> int:
         reports.append(("activation checkpointing memory", f"{machine.line()}\n\n{memory_table(args.memory_size)}\n"))
     if args.markdown == MACHINE_FILE:
         for section, report in reports:
-            path = emit_report(report, MACHINE_FILE, machine, section)
+            path = emit_report(report, MACHINE_FILE, machine, f"{section} ({args.label})" if args.label else section)
         print(f"(written to {path})" if reports else "")
     else:
         emit_report("\n".join(report for _, report in reports), args.markdown)
