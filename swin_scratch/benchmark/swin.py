@@ -67,9 +67,15 @@ class Timing:
     batch: int
     seconds: float  # median per forward
     gflop: float  # per image
+    peak_gflops: float | None = None  # the GEMM peak of this precision timed in the same rounds (median)
 
     def percent_of_floor(self, machine: Machine) -> float:
-        return machine.percent_of_floor(self.seconds * 1000 / self.batch, self.gflop, self.precision)
+        """100 = as fast as the GEMM peak allows: the peak timed in the same interleaved rounds when there is
+        one (load that slows the models slows it alike), else the machine line's."""
+        per_image_ms = self.seconds * 1000 / self.batch
+        if self.peak_gflops is None:
+            return machine.percent_of_floor(per_image_ms, self.gflop, self.precision)
+        return 100 * self.gflop / self.peak_gflops * 1000 / per_image_ms
 
 
 def time_settings(peers: PeerFactory, machine: Machine, rounds: int = 10, settings=SETTINGS) -> list[Timing]:
@@ -81,10 +87,30 @@ def time_settings(peers: PeerFactory, machine: Machine, rounds: int = 10, settin
         candidates = peers(backbone, height, width)
         images = torch.rand(batch, 3, height, width).to(machine.device)
         runners = {name: _runner(c, images, machine.device) for name, c in candidates.items()}
+        gemms = {precision: _gemm_runner(precision, machine.device)
+                 for precision in dict.fromkeys(c.precision for c in candidates.values())
+                 if precision in machine.gemm_gflops}
+        runners.update({f"(GEMM {precision})": run for precision, (run, _) in gemms.items()})
         medians = interleaved_medians(runners, rounds=rounds, synchronize=synchronizer(machine.device))
-        timings += [Timing(label, name, candidate.precision, batch, medians[name], gflop_per_image(height, width))
-                    for name, candidate in candidates.items()]
+        peaks = {precision: flop / medians[f"(GEMM {precision})"] / 1e9 for precision, (_, flop) in gemms.items()}
+        timings += [Timing(label, name, candidate.precision, batch, medians[name], gflop_per_image(height, width),
+                           peaks.get(candidate.precision)) for name, candidate in candidates.items()]
     return timings
+
+
+GEMM_SIZE, GEMM_REPEATS = 1024, 4
+
+
+def _gemm_runner(precision: str, device: str) -> tuple[Callable[[], object], float]:
+    """A size³ matrix product in ``precision``, repeated: the GEMM peak timed among the models (and its FLOPs)."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    a = torch.randn(GEMM_SIZE, GEMM_SIZE, device=device).to(dtype)
+    b = torch.randn(GEMM_SIZE, GEMM_SIZE, device=device).to(dtype)
+
+    def run():
+        for _ in range(GEMM_REPEATS):
+            torch.mm(a, b)
+    return run, 2 * GEMM_SIZE**3 * GEMM_REPEATS
 
 
 def speed_rows(peers: PeerFactory | Sequence[Timing], machine: Machine, rounds: int = 10,
@@ -159,8 +185,16 @@ def speed_report(peers: PeerFactory, machine: Machine, rounds: int = 10, setting
     goals = goal_rows(timings, machine)
     goal_table = ("\n\nGoals (issue 25; floors to compare with, not asserted)\n\n"
                   + markdown_table(["goal", "input", "measured", "status"], goals)) if goals else ""
-    return (f"{machine.line()}\n\n{how}, median of {rounds} interleaved rounds; "
-            f"% of floor = (GFLOP ÷ measured GEMM peak of that precision) ÷ measured time.\n\n{table}"
+    peaks = {}
+    for timing in timings:
+        if timing.peak_gflops is not None:
+            peaks.setdefault(timing.label, {})[timing.precision] = timing.peak_gflops
+    peak_text = "; ".join(f"{label}: " + ", ".join(f"{p} {v:.0f}" for p, v in by_precision.items())
+                          for label, by_precision in peaks.items())
+    floor = (f"% of floor = (GFLOP ÷ GEMM peak of that precision) ÷ measured time, with the peak timed in the "
+             f"same interleaved rounds ({GEMM_SIZE}³ matmul, median; GFLOP/s: {peak_text})" if peaks else
+             "% of floor = (GFLOP ÷ measured GEMM peak of that precision) ÷ measured time")
+    return (f"{machine.line()}\n\n{how}, median of {rounds} interleaved rounds; {floor}.\n\n{table}"
             f"{goal_table}\n\nload average (1 min) at the end: {describe_load()}\n")
 
 

@@ -51,8 +51,8 @@ class _GeluLinear(torch.autograd.Function):
     """``linear(gelu(hidden))`` that keeps only ``hidden`` for backward and recomputes the GELU there.
 
     Autograd would keep both the GELU's input and its output, two (tokens x 4C) tensors: in a Swin-T
-    training step at 800 x 1216 they are 40% of all the backbone keeps (docs/benchmarks.md); the GELU
-    costs one elementwise pass to redo. Under autocast the products run in the dtype ``hidden`` came in.
+    training step at 800 x 1216 they are 40% of all the backbone keeps (docs/benchmarks/intel-xeon-avx512-2core.md);
+    the GELU costs one elementwise pass to redo. Under autocast the products run in the dtype ``hidden`` came in.
     """
 
     @staticmethod

@@ -15,7 +15,8 @@ from torch import Tensor
 
 # Attention logit added between tokens of different regions in a shifted window. Official Swin adds
 # -100: its softmax weight e^-100 ~ 3.7e-44 is a subnormal float32, and x86 cores multiply subnormals
-# many times slower (a Linear fed by such attention outputs ran 7x slower here, docs/benchmarks.md).
+# many times slower (a Linear fed by such attention outputs ran 7x slower on a Xeon,
+# docs/benchmarks/intel-xeon-avx512-2core.md).
 # -inf gives exact zeros; the weights differ from the official ones by < 1e-38 (no fp32 difference).
 # A row is never all -inf: every token shares a region with itself.
 MASKED_LOGIT = float("-inf")

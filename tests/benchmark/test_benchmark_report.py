@@ -134,3 +134,13 @@ def test_profile_names_the_package_line_that_called_each_op():
     report = profile_report(model, torch.rand(1, 3, 64, 64), machine, "tiny", runs=1, top=5)
     assert report.startswith("tiny: self CPU ms per forward")
     assert "swin_scratch/models/swin.py:" in report
+
+
+def test_percent_of_floor_uses_the_gemm_peak_timed_in_the_same_rounds_when_there_is_one():
+    from swin_scratch.benchmark.swin import Timing
+
+    machine = Machine("cpu", (), 2, "x", {"fp32": 100.0})
+    # 9 GFLOP per image, 0.1 s per image: 100 % of a 90 GFLOP/s peak, 90 % of the machine line's 100
+    assert Timing("x", "ours eager", "fp32", 1, 0.1, 9.0, peak_gflops=90.0).percent_of_floor(machine) == \
+        pytest.approx(100.0)
+    assert Timing("x", "ours eager", "fp32", 1, 0.1, 9.0).percent_of_floor(machine) == pytest.approx(90.0)
