@@ -4,8 +4,8 @@ glibc's malloc serves blocks above its mmap threshold (at most 32 MiB, adjusted 
 fresh ``mmap`` calls and unmaps them on free. A detector's activations at 800 x 1216 are tens of
 MiB each, so every forward maps and unmaps hundreds of MiB, and the kernel zero-fills each page
 again on first touch: about a million page faults and 1-2 s of kernel time per training step here,
-for Mask R-CNN R50-FPN and Swin-T alike (docs/benchmarks.md). Raising the mmap and trim thresholds
-lets malloc reuse its heap; the trade-off is that memory freed after a peak stays with the process.
+for Mask R-CNN R50-FPN and Swin-T alike (docs/benchmarks/intel-xeon-avx512-2core.md). Raising the mmap and
+trim thresholds lets malloc reuse its heap; the trade-off is that memory freed after a peak stays with the process.
 
 The tools call :func:`reuse_freed_memory` once at start-up (training, evaluation, demo, benchmarks,
 so every model they compare runs under the same allocator). ``SWIN_SCRATCH_MALLOC=system`` keeps

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from functools import partial
-from pathlib import Path
 
 import torch
 from detectron2 import model_zoo
@@ -17,8 +16,14 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 import swin_scratch.detection  # noqa: F401
-from swin_scratch.benchmark.machine import describe_machine
-from swin_scratch.benchmark.timing import MEASUREMENT_ENV, emit_report, interleaved_medians, markdown_table
+from swin_scratch.benchmark.machine import describe_load, describe_machine
+from swin_scratch.benchmark.timing import (
+    MACHINE_FILE,
+    MEASUREMENT_ENV,
+    emit_report,
+    interleaved_medians,
+    markdown_table,
+)
 from swin_scratch.detection.config import get_swin_cfg
 from swin_scratch.memory import reuse_freed_memory
 
@@ -65,8 +70,9 @@ def build_backbone_alone(name: str, freeze_at: int | None):
     return build_backbone(cfg)
 
 
-def backbone_rows(height: int, width: int, rounds: int) -> list[list[str]]:
-    """Inference and forward+backward of each backbone alone on one image, interleaved."""
+def backbone_rows(height: int, width: int, rounds: int) -> tuple[list[list[str]], dict[str, float]]:
+    """Inference and forward+backward of each backbone alone on one image, interleaved: the table's rows
+    and each backbone's inference seconds."""
     models = {label: build_backbone_alone(*spec) for label, spec in BACKBONES.items()}
     images = torch.rand(1, 3, height, width) * 255
 
@@ -86,7 +92,7 @@ def backbone_rows(height: int, width: int, rounds: int) -> list[list[str]]:
     swin = "Swin-T"
     return [[label, f"{latency[label] * 1000:.0f}", f"{step[label] * 1000:.0f}",
              "" if label == swin else f"{latency[swin] / latency[label]:.2f}",
-             "" if label == swin else f"{step[swin] / step[label]:.2f}"] for label in models]
+             "" if label == swin else f"{step[swin] / step[label]:.2f}"] for label in models], latency
 
 
 def training_batch(height: int, width: int, objects: int = 5):
@@ -109,7 +115,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1216)
-    parser.add_argument("--markdown", type=Path, metavar="FILE.md", help="also write the report here")
+    parser.add_argument("--markdown", nargs="?", const=MACHINE_FILE, metavar="FILE.md",
+                        help="also write the report to FILE.md; without a file, into its section of "
+                             "docs/benchmarks/<machine>.md")
     parser.add_argument("--profile", action="store_true",
                         help="instead of timing: one inference per model under torch.profiler, "
                         "top ops by self CPU time")
@@ -119,7 +127,8 @@ def main(argv=None) -> int:
     print(machine.line(), flush=True)
     torch.manual_seed(0)
     if args.profile:
-        emit_report(f"{machine.line()}\n\n{inference_profiles(args.height, args.width)}", args.markdown)
+        emit_report(f"{machine.line()}\n\n{inference_profiles(args.height, args.width)}", args.markdown, machine,
+                    "detector profile")
         return 0
     models = {name: build(name) for name in ("swin_t", "r50")}
     params = {name: sum(p.numel() for p in m.parameters()) / 1e6 for name, m in models.items()}
@@ -158,7 +167,21 @@ def main(argv=None) -> int:
          f"{step['swin_t'] / step['r50']:.2f}", f"{memory['swin_t'] / memory['r50']:.2f}",
          f"{as_run['swin_t'] / as_run['r50']:.2f}"],
     ]
-    backbones = backbone_rows(args.height, args.width, args.rounds)
+    backbones, backbone_latency = backbone_rows(args.height, args.width, args.rounds)
+    r50 = "ResNet-50 (stem+res2 frozen, default)"
+    goals = [
+        ["detector inference ≤ 1.05 × R50-FPN", f"{latency['swin_t'] / latency['r50']:.2f}",
+         latency["swin_t"] / latency["r50"] <= 1.05],
+        ["detector train step ≤ 1.15 × R50-FPN", f"{step['swin_t'] / step['r50']:.2f}",
+         step["swin_t"] / step["r50"] <= 1.15],
+        ["detector train peak RSS ≤ 1.4 × R50-FPN (live tensors)", f"{memory['swin_t'] / memory['r50']:.2f}",
+         memory["swin_t"] / memory["r50"] <= 1.4],
+        ["detector train peak RSS ≤ 1.4 × R50-FPN (as the tools run)", f"{as_run['swin_t'] / as_run['r50']:.2f}",
+         as_run["swin_t"] / as_run["r50"] <= 1.4],
+        ["backbone alone inference ≤ 1.2 × ResNet-50", f"{backbone_latency['Swin-T'] / backbone_latency[r50]:.2f}",
+         backbone_latency["Swin-T"] / backbone_latency[r50] <= 1.2],
+    ]
+    goal_rows = [[goal, measured, "met" if ok else "**not met**"] for goal, measured, ok in goals]
     report = (
         f"{machine.line()}\n\n"
         f"CPU, fp32, input {args.height}x{args.width}, median of {args.rounds} interleaved rounds\n\n"
@@ -170,9 +193,11 @@ def main(argv=None) -> int:
                           "Swin-T ÷ this, forward+backward"], backbones)
         + "\n\nWhere Swin-T's training memory goes (modules keeping < 1% not shown; every block's part is summed)\n\n"
         + kept_for_backward_table(args.height, args.width)
-        + "\n"
+        + "\n\nGoals (issue 25; floors to compare with, not asserted)\n\n"
+        + markdown_table(["goal", "measured", "status"], goal_rows)
+        + f"\n\nload average (1 min) at the end: {describe_load()}\n"
     )
-    emit_report(report, args.markdown)
+    emit_report(report, args.markdown, machine, "detector: Mask R-CNN Swin-T FPN vs R50-FPN")
     return 0
 
 
@@ -208,6 +233,8 @@ def kept_for_backward_table(height: int, width: int) -> str:
                     "mlp": "mlp (fc1 output, for the GELU)"}.get(part, part)
             module.register_forward_pre_hook(partial(_enter, running, part))
             module.register_forward_hook(partial(_leave, running))
+            if hasattr(module, "attend"):  # the blocks call the attention core as attn.attend(), not attn()
+                module.attend = _attributed(module.attend, running, part)
 
     def pack(tensor):
         storage = tensor.untyped_storage()
@@ -225,6 +252,17 @@ def kept_for_backward_table(height: int, width: int) -> str:
             for part, size in sorted(by_part.items(), key=lambda item: -item[1]) if size >= total / 100]
     return markdown_table([f"Swin-T backbone, kept for backward ({total / 2**20:.0f} MiB in all)", "MiB", "share"],
                           rows)
+
+
+def _attributed(method, running: list[str], part: str):
+    """``method`` with ``part`` as the running part while it runs (module hooks only see ``module()`` calls)."""
+    def attributed(*args, **kwargs):
+        running.append(part)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            running.pop()
+    return attributed
 
 
 def _enter(running: list[str], part: str, module, inputs) -> None:

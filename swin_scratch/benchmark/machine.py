@@ -9,7 +9,9 @@ process then keeps TF32 off, so fp32 rows are IEEE fp32 too), bf16 and fp16.
 """
 from __future__ import annotations
 
+import os
 import platform
+import re
 import time
 from dataclasses import dataclass
 
@@ -34,6 +36,8 @@ class Machine:
     gemm_gflops: dict[str, float]  # measured peak per precision ("fp32", "bf16"; on a GPU also "fp16")
     gpu: str | None = None  # the CUDA device the timings run on (its name); None: the CPU
     allocator: str = ""  # the CPU memory policy the timings ran under (swin_scratch.memory)
+    load: float | None = None  # the 1-minute load average when the machine was described
+    cores: int | None = None  # logical CPUs of the machine (os.cpu_count())
 
     def floor_ms(self, gflop: float, precision: str = "fp32") -> float:
         """Time ``gflop`` would take at this machine's measured GEMM peak."""
@@ -55,6 +59,7 @@ class Machine:
             return (
                 f"Machine: GPU {self.gpu} (host CPU: {self.cpu}, {self.threads} threads); torch {self.torch_version}; "
                 f"GEMM peak (GFLOP/s): {peaks}; floor for Swin-T 224² ({SWIN_T_224_GFLOP} GFLOP/image): {floors}"
+                + self._load_phrase()
             )
         peaks = ", ".join(f"{name} {value:.0f}" for name, value in self.gemm_gflops.items())
         floors = ", ".join(f"{name} {self.floor_ms(SWIN_T_224_GFLOP, name):.1f} ms" for name in self.gemm_gflops)
@@ -63,7 +68,40 @@ class Machine:
             f"{self.threads} threads; torch {self.torch_version}; GEMM peak (GFLOP/s): {peaks}; "
             f"floor for Swin-T 224² ({SWIN_T_224_GFLOP} GFLOP/image): {floors}"
             + (f"; memory: {self.allocator}" if self.allocator else "")
+            + self._load_phrase()
         )
+
+    def _load_phrase(self) -> str:
+        if self.load is None:
+            return ""
+        return f"; load average (1 min) {self.load:.2f} on {self.cores or '?'} logical CPUs"
+
+    def slug(self) -> str:
+        """The machine's file name in docs/benchmarks/: vendor and family, widest vector ISA, logical CPUs,
+        e.g. ``amd-epyc-avx512-2core`` or ``intel-xeon-avx512-2core``; a GPU's name for GPU runs."""
+        if self.gpu is not None:
+            return _slugify(self.gpu)
+        isa = "amx" if "AMX-BF16" in self.isa else "avx512" if "AVX-512" in self.isa else "avx2" if "AVX2" in self.isa \
+            else platform.machine().lower()
+        cores = f"-{self.cores}core" if self.cores else ""
+        return f"{_slugify(self.cpu)}-{isa}{cores}"
+
+
+def _slugify(name: str) -> str:
+    """'Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.0GHz' -> 'intel-xeon-platinum-8480'."""
+    name = re.sub(r"\((R|TM|r|tm)\)", " ", name)
+    name = re.sub(r"@.*$", " ", name)
+    words = [w for w in re.split(r"[^A-Za-z0-9]+", name.lower())
+             if w and w not in {"processor", "cpu", "core", "with", "radeon", "graphics"}]
+    return "-".join(words[:4]) or "unknown"
+
+
+def describe_load() -> str:
+    """The 1-minute load average now, for a report's closing line."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
 
 
 def cpu_model_and_flags() -> tuple[str, set[str]]:
@@ -105,8 +143,13 @@ def describe_machine(threads: int | None = None, device: str = "cpu") -> Machine
     if threads is not None:
         torch.set_num_threads(threads)
     cpu, flags = cpu_model_and_flags()
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
     common = dict(cpu=cpu, isa=tuple(label for flag, label in ISA_FLAGS.items() if flag in flags),
-                  threads=torch.get_num_threads(), allocator=allocator_description())
+                  threads=torch.get_num_threads(), allocator=allocator_description(), load=load,
+                  cores=os.cpu_count())
     if torch.device(device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
         peaks = {name: gemm_peak_gflops(dtype, size=8192, device=device) for name, dtype in

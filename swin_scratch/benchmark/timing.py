@@ -44,12 +44,59 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def emit_report(report: str, markdown: Path | None = None) -> None:
-    """Print a benchmark report; with ``markdown`` also write it there whole, so docs paste it unedited."""
+# ``--markdown`` given without a file: the report goes into its section of the machine's file
+MACHINE_FILE = "machine"
+MACHINE_FILES_DIR = Path("docs/benchmarks")
+
+
+def emit_report(report: str, markdown: Path | str | None = None, machine=None, section: str | None = None,
+                command: str | None = None) -> Path | None:
+    """Print a benchmark report; with ``markdown`` also write it there whole, so docs paste it unedited.
+
+    ``markdown == MACHINE_FILE`` (what ``--markdown`` without a value gives): the report, under the command
+    that made it, replaces its ``section`` of ``docs/benchmarks/<machine.slug()>.md``, one file per machine
+    that gathers every benchmark's latest output. Returns the file written, if any.
+    """
     print(report)
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(report)
+    if markdown is None:
+        return None
+    if str(markdown) == MACHINE_FILE:
+        if machine is None or section is None:
+            raise ValueError("a machine file section needs the machine and the section's name")
+        path = MACHINE_FILES_DIR / f"{machine.slug()}.md"
+        write_section(path, section, f"`{command or shell_command()}`\n\n{report}",
+                      title=f"# Benchmarks on {machine.slug()}")
+        return path
+    markdown = Path(markdown)
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(report)
+    return markdown
+
+
+def write_section(path: Path, section: str, body: str, title: str) -> None:
+    """Replace (or append) ``## section`` of ``path``: the text between its begin/end markers."""
+    begin, end = f"<!-- begin: {section} -->", f"<!-- end: {section} -->"
+    block = f"{begin}\n## {section}\n\n{body.rstrip()}\n{end}\n"
+    text = path.read_text() if path.exists() else f"{title}\n\nEach section is one tool's output, pasted whole.\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def shell_command() -> str:
+    """This process's command line as a user types it: ``python tools/x.py --args``."""
+    import sys
+
+    script = Path(sys.argv[0])
+    try:
+        script = script.resolve().relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return " ".join(["python", str(script), *sys.argv[1:]])
 
 
 def peak_rss_mib() -> float:

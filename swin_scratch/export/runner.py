@@ -41,12 +41,20 @@ def write_export(
     return output
 
 
-def onnx_session(path: str | Path, threads: int | None = None, profile_prefix: str | None = None):
+# onnxruntime's graph optimization levels by name (onnxruntime.GraphOptimizationLevel; "all" is its default)
+ORT_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
+
+
+def onnx_session(path: str | Path, threads: int | None = None, profile_prefix: str | None = None,
+                 optimization: str = "all"):
     """An onnxruntime CPU session for ``path``; ``threads`` sets its intra-op thread count;
-    ``profile_prefix``: onnxruntime's per-node profile is written there (``session.end_profiling()``)."""
+    ``profile_prefix``: onnxruntime's per-node profile is written there (``session.end_profiling()``);
+    ``optimization``: its graph optimization level, one of ``ORT_OPTIMIZATIONS``."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, f"ORT_ENABLE_{optimization.upper()}"
+                                               if optimization != "disabled" else "ORT_DISABLE_ALL")
     if threads is not None:
         options.intra_op_num_threads = threads
     if profile_prefix is not None:

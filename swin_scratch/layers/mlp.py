@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from swin_scratch.layers import fused
+
 
 class Mlp(nn.Module):
     """fc1 -> activation -> dropout -> fc2 -> dropout (official Swin names ``fc1``/``fc2``)."""
@@ -27,22 +29,30 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_features, out_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: Tensor) -> Tensor:
-        hidden = self.fc1(x)  # (..., hidden_features)
-        if self._recompute_gelu() and torch.is_grad_enabled() and not torch.jit.is_tracing():
-            return _GeluLinear.apply(hidden, self.fc2.weight, self.fc2.bias)
-        return self.drop(self.fc2(self.drop(self.act(hidden))))
+    def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        """(..., in_features) -> (..., out_features), plus ``residual`` (that shape) when given.
 
-    def _recompute_gelu(self) -> bool:
-        return type(self.act) is nn.GELU and self.act.approximate == "none" and self.drop.p == 0.0
+        In eager CPU inference the GELU runs inside fc1 and the residual add inside fc2
+        (:func:`swin_scratch.layers.fused.linear`): no pass of their own over the hidden or output tensor.
+        """
+        exact_gelu = type(self.act) is nn.GELU and self.act.approximate == "none"
+        no_dropout = self.drop.p == 0.0 or not self.training
+        if not (exact_gelu and no_dropout):
+            out = self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+            return out if residual is None else residual + out
+        if torch.is_grad_enabled() and not torch.jit.is_tracing():
+            out = _GeluLinear.apply(self.fc1(x), self.fc2.weight, self.fc2.bias)
+            return out if residual is None else residual + out
+        hidden = fused.linear_module(self.fc1, x, activation="gelu")  # (..., hidden_features)
+        return fused.linear_module(self.fc2, hidden, residual=residual)
 
 
 class _GeluLinear(torch.autograd.Function):
     """``linear(gelu(hidden))`` that keeps only ``hidden`` for backward and recomputes the GELU there.
 
     Autograd would keep both the GELU's input and its output, two (tokens x 4C) tensors: in a Swin-T
-    training step at 800 x 1216 they are 40% of all the backbone keeps (docs/benchmarks.md); the GELU
-    costs one elementwise pass to redo. Under autocast the products run in the dtype ``hidden`` came in.
+    training step at 800 x 1216 they are 40% of all the backbone keeps (docs/benchmarks/intel-xeon-avx512-2core.md);
+    the GELU costs one elementwise pass to redo. Under autocast the products run in the dtype ``hidden`` came in.
     """
 
     @staticmethod

@@ -15,7 +15,8 @@ from torch import Tensor
 
 # Attention logit added between tokens of different regions in a shifted window. Official Swin adds
 # -100: its softmax weight e^-100 ~ 3.7e-44 is a subnormal float32, and x86 cores multiply subnormals
-# many times slower (a Linear fed by such attention outputs ran 7x slower here, docs/benchmarks.md).
+# many times slower (a Linear fed by such attention outputs ran 7x slower on a Xeon,
+# docs/benchmarks/intel-xeon-avx512-2core.md).
 # -inf gives exact zeros; the weights differ from the official ones by < 1e-38 (no fp32 difference).
 # A row is never all -inf: every token shares a region with itself.
 MASKED_LOGIT = float("-inf")
@@ -112,7 +113,7 @@ def batched_layout(layout: WindowLayout, batch: int) -> WindowLayout:
     offset by b * H * W in the map and b * nW * N in the windows); ``layout`` itself when it already
     covers ``batch`` images or has no routes. A trace always extends one image's routes, so that the
     batch stays a traced size (ONNX exports with a dynamic batch)."""
-    if layout.source_tokens is None or (layout.images == batch and not torch.jit.is_tracing()):
+    if layout.source_tokens is None or (not torch.jit.is_tracing() and layout.images == batch):
         return layout
     if layout.images != 1:
         raise ValueError(f"routes of {layout.images} images cannot serve a batch of {batch}")
@@ -134,7 +135,8 @@ def partition_windows(x: Tensor, layout: WindowLayout) -> Tensor:
     if layout.source_tokens is None:
         shifted = torch.roll(pad_to_geometry(x, geometry), (-geometry.shift_height, -geometry.shift_width), (1, 2))
         windows = window_partition(shifted, geometry.window_size)
-        return windows.transpose(1, 2) if layout.token_major else windows
+        # contiguous: a Linear on the transposed view would run as a batched matmul (inductor fuses the copy)
+        return windows.transpose(1, 2).contiguous() if layout.token_major else windows
     batch, height, width, channels = x.shape
     layout = batched_layout(layout, batch)
     windows = x.reshape(batch * height * width, channels).index_select(0, layout.source_tokens)  # (B * nW * N, C)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as activation_checkpoint
 from torch import Tensor, nn
 
+from swin_scratch.layers import fused
 from swin_scratch.layers.attention import scaled_dot_product_attention
 from swin_scratch.layers.mlp import DropPath, Mlp
 from swin_scratch.layers.window import (
@@ -196,13 +197,30 @@ class WindowAttention(nn.Module):
         return cached_in_eager_inference(self._head_order_cache, (), sources, lambda: tuple(
             None if param is None else qkv_in_head_order(param, self.num_heads) for param in (weight, bias)))
 
-    def forward(self, windows: Tensor, attn_bias: Tensor, token_major: bool = False) -> Tensor:
-        """windows (B, nW, N, C), or token-major (B, N, nW, C); attn_bias (nW or 1, heads, N, N) -> windows' shape."""
-        qkv = F.linear(windows, *self.qkv_parameters(token_major))
+    def attend(self, windows: Tensor, attn_bias: Tensor, token_major: bool = False) -> Tensor:
+        """The attention before its output projection: windows (B, nW, N, C), or token-major (B, N, nW, C);
+        attn_bias (nW or 1, heads, N, N) -> windows' shape."""
+        qkv = fused.linear(windows, *self.qkv_parameters(token_major))
         q, k, v = split_qkv(qkv, self.num_heads, token_major)
         dropout_p = self.attn_drop if self.training else 0.0
-        attended = attend_within_windows(q, k, v, attn_bias, token_major, windows.shape, dropout_p)
-        return self.proj_drop(self.proj(attended))
+        return attend_within_windows(q, k, v, attn_bias, token_major, windows.shape, dropout_p)
+
+    def project(self, attended: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        """The output projection (per token, so it may run on windows or on merged maps), plus ``residual``."""
+        return project(self.proj, self.proj_drop, attended, residual)
+
+    def forward(self, windows: Tensor, attn_bias: Tensor, token_major: bool = False) -> Tensor:
+        """windows (B, nW, N, C), or token-major (B, N, nW, C); attn_bias (nW or 1, heads, N, N) -> windows' shape."""
+        return self.project(self.attend(windows, attn_bias, token_major))
+
+
+def project(linear: nn.Linear, dropout: nn.Dropout, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+    """``residual + dropout(linear(x))``; without an active dropout the add runs inside the product
+    (:func:`swin_scratch.layers.fused.linear_module`)."""
+    if dropout.p == 0.0 or not dropout.training:
+        return fused.linear_module(linear, x, residual=residual)
+    out = dropout(linear(x))
+    return out if residual is None else residual + out
 
 
 class WindowBlock(nn.Module):
@@ -218,6 +236,11 @@ class WindowBlock(nn.Module):
         self.window_size = window_size
         self.shift_size = shift_size
         self._bias_cache: dict[tuple, Tensor] = {}
+
+    def drops_paths(self) -> bool:
+        """Whether stochastic depth is active (training with a drop-path rate): the residual adds then
+        stay outside the branches' last Linear."""
+        return self.training and not isinstance(self.drop_path, nn.Identity)
 
     def attention_bias(self, mask: Optional[Tensor]) -> Tensor:
         """Position bias (+ shifted-window mask): (nW or 1, heads, N, N).
@@ -267,9 +290,13 @@ class SwinTransformerBlock(WindowBlock):
         height, width = x.shape[1], x.shape[2]
         windows = partition_windows(self.norm1(x), layout)  # (B, nW, N, C) or (B, N, nW, C), padded and shifted
         bias = self.attention_bias(mask if layout.geometry.is_shifted else None)
-        windows = self.attn(windows, bias, layout.token_major)
-        x = x + self.drop_path(merge_windows(windows, layout, height, width))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        # merged before the output projection, which is per token: the product skips the padding's rows
+        attended = merge_windows(self.attn.attend(windows, bias, layout.token_major), layout, height, width)
+        if self.drops_paths():
+            x = x + self.drop_path(self.attn.project(attended))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.attn.project(attended, residual=x)  # (B, H, W, C); the adds run inside proj and fc2
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class PatchMerging(nn.Module):
@@ -285,7 +312,7 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C)."""
-        return self.reduction(self.norm(concat_2x2_neighbours(x)))
+        return fused.linear_module(self.reduction, self.norm(concat_2x2_neighbours(x)))
 
 
 def concat_2x2_neighbours(x: Tensor) -> Tensor:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from swin_scratch.layers import fused
 from swin_scratch.layers.mlp import DropPath, Mlp
 from swin_scratch.layers.window import (
     WindowLayout,
@@ -49,6 +50,7 @@ from swin_scratch.models.swin import (
     attend_within_windows,
     cached_in_eager_inference,
     concat_2x2_neighbours,
+    project,
     qkv_in_head_order,
     split_qkv,
 )
@@ -169,9 +171,10 @@ class WindowAttentionV2(nn.Module):
             None if param is None else qkv_in_head_order(param, self.num_heads)
             for param in (self.qkv.weight, self.qkv_bias())))
 
-    def forward(self, windows: Tensor, attn_bias: Tensor, token_major: bool = False) -> Tensor:
-        """windows (B, nW, N, C), or token-major (B, N, nW, C); attn_bias (nW or 1, heads, N, N) -> windows' shape."""
-        qkv = F.linear(windows, *self.qkv_parameters(token_major))  # (B, nW, N, 3C) or (B, N, nW, 3C)
+    def attend(self, windows: Tensor, attn_bias: Tensor, token_major: bool = False) -> Tensor:
+        """The attention before its output projection: windows (B, nW, N, C), or token-major (B, N, nW, C);
+        attn_bias (nW or 1, heads, N, N) -> windows' shape."""
+        qkv = fused.linear(windows, *self.qkv_parameters(token_major))  # (B, nW, N, 3C) or (B, N, nW, 3C)
         q, k, v = split_qkv(qkv, self.num_heads, token_major)  # (B * nW, heads, N, hd) or (B, nW * heads, N, hd)
         # Cosine attention through the project's one kernel, which computes softmax(q kᵀ / √d + bias) v:
         # with unit-length q̂, k̂ and the per-head temperature s = exp(min(logit_scale, log 100)),
@@ -181,8 +184,15 @@ class WindowAttentionV2(nn.Module):
         q = (F.normalize(q, dim=-1) * (temperature * self.head_dim**0.5)).to(v.dtype)
         k = F.normalize(k, dim=-1).to(v.dtype)
         dropout_p = self.attn_drop if self.training else 0.0
-        attended = attend_within_windows(q, k, v, attn_bias, token_major, windows.shape, dropout_p)
-        return self.proj_drop(self.proj(attended))
+        return attend_within_windows(q, k, v, attn_bias, token_major, windows.shape, dropout_p)
+
+    def project(self, attended: Tensor) -> Tensor:
+        """The output projection (per token, so it may run on windows or on merged maps)."""
+        return project(self.proj, self.proj_drop, attended)
+
+    def forward(self, windows: Tensor, attn_bias: Tensor, token_major: bool = False) -> Tensor:
+        """windows (B, nW, N, C), or token-major (B, N, nW, C); attn_bias (nW or 1, heads, N, N) -> windows' shape."""
+        return self.project(self.attend(windows, attn_bias, token_major))
 
 
 class SwinTransformerBlockV2(WindowBlock):
@@ -224,8 +234,9 @@ class SwinTransformerBlockV2(WindowBlock):
         height, width = x.shape[1], x.shape[2]
         windows = partition_windows(x, layout)  # (B, nW, N, C) or (B, N, nW, C), padded and shifted; no norm first
         bias = self.attention_bias(mask if layout.geometry.is_shifted else None)
-        windows = self.attn(windows, bias, layout.token_major)
-        x = x + self.drop_path(self.norm1(merge_windows(windows, layout, height, width)))  # (B, H, W, C)
+        # merged before the output projection, which is per token: the product skips the padding's rows
+        attended = merge_windows(self.attn.attend(windows, bias, layout.token_major), layout, height, width)
+        x = x + self.drop_path(self.norm1(self.attn.project(attended)))  # (B, H, W, C)
         return x + self.drop_path(self.norm2(self.mlp(x)))
 
 
@@ -242,7 +253,7 @@ class PatchMergingV2(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C)."""
-        return self.norm(self.reduction(concat_2x2_neighbours(x)))
+        return self.norm(fused.linear_module(self.reduction, concat_2x2_neighbours(x)))
 
 
 class BasicLayerV2(WindowStage):

@@ -69,3 +69,78 @@ def test_detection_benchmark_says_where_swin_training_memory_goes():
     rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in table.splitlines()[2:]}
     assert "attn (attention core: q·k, softmax, ·v)" in rows and "mlp (fc1 output, for the GELU)" in rows
     assert "mlp.act" not in rows and "mlp.fc2" not in rows  # the GELU output is recomputed, not kept
+
+
+def test_machine_files_are_named_by_vendor_family_isa_and_cores():
+    amd = Machine("AMD EPYC", ("AVX2", "AVX-512", "AVX512-BF16"), 2, "x", {"fp32": 1.0}, cores=2)
+    intel = Machine("Intel(R) Xeon(R) Processor", ("AVX2", "AVX-512"), 2, "x", {"fp32": 1.0}, cores=2)
+    gpu = Machine("AMD EPYC", (), 2, "x", {"fp32": 1.0}, gpu="NVIDIA H200", cores=16)
+    assert (amd.slug(), intel.slug(), gpu.slug()) == ("amd-epyc-avx512-2core", "intel-xeon-avx512-2core", "nvidia-h200")
+    loaded = Machine("AMD EPYC", (), 2, "x", {"fp32": 1.0}, load=1.5, cores=2)
+    assert loaded.line().endswith("; load average (1 min) 1.50 on 2 logical CPUs")
+
+
+def test_a_report_replaces_its_own_section_of_the_machine_file_and_keeps_the_others(tmp_path, monkeypatch):
+    from swin_scratch.benchmark import timing
+
+    monkeypatch.setattr(timing, "MACHINE_FILES_DIR", tmp_path)
+    machine = Machine("AMD EPYC", ("AVX-512",), 2, "x", {"fp32": 1.0}, cores=2)
+    path = timing.emit_report("first speed table", timing.MACHINE_FILE, machine, "speed", command="python a.py")
+    timing.emit_report("memory table", timing.MACHINE_FILE, machine, "memory", command="python b.py")
+    timing.emit_report("second speed table", timing.MACHINE_FILE, machine, "speed", command="python a.py --x")
+    text = path.read_text()
+    assert path.name == "amd-epyc-avx512-2core.md" and text.startswith("# Benchmarks on amd-epyc-avx512-2core")
+    assert "first speed table" not in text and text.count("## speed") == 1
+    assert text.index("## speed") < text.index("## memory")  # replaced in place
+    assert "`python a.py --x`\n\nsecond speed table" in text and "`python b.py`\n\nmemory table" in text
+
+
+def test_goals_compare_our_best_with_timms_best_and_the_floor():
+    from swin_scratch.benchmark.swin import Timing, goal_rows
+
+    machine = Machine("cpu", (), 2, "x", {"fp32": 100.0, "bf16": 200.0})
+    timings = [Timing("224² batch 8", "ours eager", "fp32", 8, 1.0, 9.0),
+               Timing("224² batch 8", "ours compiled", "fp32", 8, 0.7, 9.0),
+               Timing("224² batch 8", "timm eager", "fp32", 8, 1.0, 9.0),
+               Timing("224² batch 8", "ours bf16", "bf16", 8, 0.5, 9.0),
+               Timing("224² batch 8", "timm bf16", "bf16", 8, 0.55, 9.0)]
+    rows = {(goal, label): (measured, status) for goal, label, measured, status in goal_rows(timings, machine)}
+    assert rows[("ours best ÷ timm best ≤ 0.85 (fp32)", "224² batch 8")] == (
+        "0.70 (ours compiled ÷ timm eager)", "met")
+    assert rows[("ours best ÷ timm best ≤ 0.85 (bf16)", "224² batch 8")][1] == "**not met**"  # 0.91
+    # fp32 floor: 9 GFLOP / 100 GFLOP/s = 90 ms per image; ours best 700 / 8 = 87.5 ms -> 103 %
+    assert rows[("ours ≥ 75 % of the fp32 GEMM floor", "224² batch 8")] == ("103 % (ours compiled)", "met")
+    assert rows[("ours compiled ≥ 1.3× ours eager", "224² batch 8")] == ("1.43×", "met")
+
+
+def test_megapixel_report_divides_by_the_pixels_of_the_whole_batch():
+    from swin_scratch.benchmark.swin import megapixel_report
+
+    machine = Machine("cpu", (), 1, "x", {"fp32": 10.0})
+    report = megapixel_report({"conv": nn.Conv2d(3, 4, 3)}, machine, rounds=1,
+                              settings=((32, 48, 1), (64, 48, 1), (32, 48, 2)))
+    rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| conv |")]
+    assert [(row[1], row[2]) for row in rows] == [("32×48", "1"), ("64×48", "1"), ("32×48", "2")]
+    assert rows[0][-1].rstrip(" |") == "1.00"  # the first input is the reference when 800×1216 is absent
+    assert "ms per megapixel flat within 10 %" in report
+
+
+def test_profile_names_the_package_line_that_called_each_op():
+    from swin_scratch.benchmark.swin import profile_report
+    from swin_scratch.models import SwinTransformer
+
+    model = SwinTransformer(embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=0, out_indices=(0, 1)).eval()
+    machine = Machine("cpu", (), 1, "x", {"fp32": 10.0})
+    report = profile_report(model, torch.rand(1, 3, 64, 64), machine, "tiny", runs=1, top=5)
+    assert report.startswith("tiny: self CPU ms per forward")
+    assert "swin_scratch/models/swin.py:" in report
+
+
+def test_percent_of_floor_uses_the_gemm_peak_timed_in_the_same_rounds_when_there_is_one():
+    from swin_scratch.benchmark.swin import Timing
+
+    machine = Machine("cpu", (), 2, "x", {"fp32": 100.0})
+    # 9 GFLOP per image, 0.1 s per image: 100 % of a 90 GFLOP/s peak, 90 % of the machine line's 100
+    assert Timing("x", "ours eager", "fp32", 1, 0.1, 9.0, peak_gflops=90.0).percent_of_floor(machine) == \
+        pytest.approx(100.0)
+    assert Timing("x", "ours eager", "fp32", 1, 0.1, 9.0).percent_of_floor(machine) == pytest.approx(90.0)

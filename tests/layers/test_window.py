@@ -145,17 +145,24 @@ def test_window_gather_gradients_match_the_textbook_route():
 
 
 def _subnormals_reaching_a_projection(masked_logit: float, monkeypatch) -> int:
-    """Subnormal float32 values in the inputs of the shifted blocks' output projections of a Swin-T
-    backbone on a padded input (random weights, zero qkv bias as initialised: the zero padding tokens'
-    values are exactly 0, so their outputs are sums of masked weights alone)."""
+    """Subnormal float32 values in the attention outputs of the shifted blocks of a Swin-T backbone on a
+    padded input, what their output projections multiply (random weights, zero qkv bias as initialised:
+    the zero padding tokens' values are exactly 0, so their outputs are sums of masked weights alone)."""
     import swin_scratch.layers.window as window
     from swin_scratch.models import swin_tiny
 
     monkeypatch.setattr(window, "MASKED_LOGIT", masked_logit)
     model = swin_tiny(num_classes=0, out_indices=(0, 1, 2, 3)).eval()
     seen = []
+
+    def recording(attend):
+        def attend_and_record(*args, **kwargs):
+            seen.append(attend(*args, **kwargs))
+            return seen[-1]
+        return attend_and_record
+
     for stage in model.layers:
-        stage.blocks[1].attn.proj.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+        stage.blocks[1].attn.attend = recording(stage.blocks[1].attn.attend)
     with torch.no_grad():
         model(torch.rand(1, 3, 200, 264))  # every stage padded and shifted
     tiny = torch.finfo(torch.float32).tiny
