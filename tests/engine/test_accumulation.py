@@ -155,9 +155,10 @@ def test_a_batch_that_does_not_split_into_processes_and_steps_is_one_error_line(
 # only in the order of fp32 sums.
 SAMPLE_EVERYTHING = ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", "100000", "MODEL.RPN.POSITIVE_FRACTION", "1.0",
                      "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "100000", "MODEL.ROI_HEADS.POSITIVE_FRACTION", "1.0")
-# fp32 reduction order: the same sums in another order, 6 AdamW steps of lr 1e-3 (measured: 8e-7 at most; 1 process x 2
-# images without accumulation ends 1e-2 away)
-REDUCTION_ORDER_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+# fp32 reduction order: the same sums in another order, 6 AdamW steps of lr 1e-3. Measured: 3.6e-5 at most, in the
+# mask head's mask_fcn2 weight (AdamW divides a gradient's tiny reduction-order difference by its tiny second
+# moment), below 6e-6 everywhere else; 1 process x 2 images without accumulation ends 1.1e-2 away, 100x the atol.
+REDUCTION_ORDER_TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
 
 
 @pytest.fixture(scope="module")
