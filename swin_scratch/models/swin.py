@@ -364,9 +364,17 @@ class WindowStage(nn.Module):
     def window_plan(self, height: int, width: int, device: torch.device, batch: int = 1) -> WindowPlan:
         """Token routes of the regular and the shifted blocks, and the shifted-window mask (nW, N, N) or
         None when neither dimension is shifted: built once per map size and shared by the stage's blocks;
-        the routes of a batch of ``batch`` images once per map size and batch size."""
+        the routes of a batch of ``batch`` images once per map size and batch size.
+
+        The cached tensors are built outside inference mode even when the first call is inside it: an
+        inference tensor cannot be saved for backward, and a model that ran under ``torch.inference_mode``
+        may be trained next (the routes are ``index_select`` indices, which backward keeps)."""
         if _is_tracing():
             return self._build_window_plan(height, width, device)  # one image's routes: partition extends them
+        with torch.inference_mode(False):
+            return self._cached_window_plan(height, width, device, batch)
+
+    def _cached_window_plan(self, height: int, width: int, device: torch.device, batch: int) -> WindowPlan:
         key = (height, width, str(device))
         if key not in self._plan_cache:
             if len(self._plan_cache) > 16:

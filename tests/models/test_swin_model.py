@@ -17,8 +17,12 @@ from swin_scratch.models.swin import BasicLayer
 TINY = dict(embed_dim=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), drop_path_rate=0.0)
 
 
-def tiny_backbone(**overrides) -> SwinTransformer:
-    return SwinTransformer(**{**TINY, "num_classes": 0, "out_indices": (0, 1, 2, 3), **overrides})
+def tiny_backbone(version: int = 1, **overrides) -> SwinTransformer:
+    """A small detection-mode Swin (V1, or V2 with window 7), all four stages out."""
+    from swin_scratch.models.swin_v2 import SwinTransformerV2
+
+    model_class, window = (SwinTransformer, {}) if version == 1 else (SwinTransformerV2, {"window_size": 7})
+    return model_class(**{**TINY, **window, "num_classes": 0, "out_indices": (0, 1, 2, 3), **overrides})
 
 
 @pytest.mark.parametrize(
@@ -145,6 +149,19 @@ def test_batch_routes_are_cached_per_batch_size_and_equal_freshly_built_ones():
 
 
 @pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_model_run_under_inference_mode_trains_next_at_the_same_size(version, batch):
+    # the window routes cached by the inference_mode forward are index_select indices, which backward keeps
+    model = tiny_backbone(version).eval()
+    images = torch.rand(batch, 3, 120, 120)
+    with torch.inference_mode():
+        model(images)
+    model.train()
+    sum(output.sum() for output in model(images)).backward()
+    assert all(parameter.grad is not None for parameter in model.layers[0].parameters())
+
+
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("grad", [False, True])
 def test_windows_folded_into_heads_give_the_per_image_expanded_bias_attention(version, grad):
     """Shifted blocks run token-major windows, (B, nW * heads, N, d), so the per-window bias broadcasts
@@ -172,10 +189,7 @@ def test_windows_folded_into_heads_give_the_per_image_expanded_bias_attention(ve
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_head_ordered_qkv_weights_are_cached_in_inference_and_follow_in_place_changes(version):
-    from swin_scratch.models.swin_v2 import SwinTransformerV2
-
-    model = (tiny_backbone() if version == 1 else SwinTransformerV2(
-        **{**TINY, "window_size": 7, "num_classes": 0, "out_indices": (0, 1, 2, 3)})).eval()
+    model = tiny_backbone(version).eval()
     for norm in model.modules():  # V2 zero-inits its post-norms, which would hide the attention's change
         if isinstance(norm, torch.nn.LayerNorm):
             torch.nn.init.ones_(norm.weight)
