@@ -88,7 +88,8 @@ def write_section(path: Path, section: str, body: str, title: str) -> None:
 
 
 def shell_command() -> str:
-    """This process's command line as a user types it: ``python tools/x.py --args``."""
+    """This process's command line as a user types it: ``python tools/x.py --args`` (quoted for a shell)."""
+    import shlex
     import sys
 
     script = Path(sys.argv[0])
@@ -96,7 +97,7 @@ def shell_command() -> str:
         script = script.resolve().relative_to(Path.cwd())
     except ValueError:
         pass
-    return " ".join(["python", str(script), *sys.argv[1:]])
+    return shlex.join(["python", str(script), *sys.argv[1:]])
 
 
 def peak_rss_mib() -> float:

@@ -144,3 +144,13 @@ def test_percent_of_floor_uses_the_gemm_peak_timed_in_the_same_rounds_when_there
     assert Timing("x", "ours eager", "fp32", 1, 0.1, 9.0, peak_gflops=90.0).percent_of_floor(machine) == \
         pytest.approx(100.0)
     assert Timing("x", "ours eager", "fp32", 1, 0.1, 9.0).percent_of_floor(machine) == pytest.approx(90.0)
+
+
+def test_the_recorded_command_line_can_be_pasted_into_a_shell(monkeypatch):
+    import shlex
+
+    from swin_scratch.benchmark.timing import shell_command
+
+    monkeypatch.setattr("sys.argv", ["tools/benchmark.py", "--label", "1 thread", "--markdown"])
+    command = shell_command()
+    assert shlex.split(command) == ["python", "tools/benchmark.py", "--label", "1 thread", "--markdown"]
