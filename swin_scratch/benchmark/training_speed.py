@@ -18,7 +18,7 @@ from .machine import Machine
 
 _DURATION = r"(?:(\d+) days?, )?(\d+):(\d\d):(\d\d)"
 _START = re.compile(r"Starting training from iteration (\d+)")
-_SPEED = re.compile(rf"Overall training speed: (\d+) iterations in {_DURATION}")
+_SPEED = re.compile(rf"Overall training speed: (\d+) iterations in {_DURATION} \(([\d.]+) s / it\)")
 _TOTAL = re.compile(rf"Total training time: {_DURATION}")
 
 
@@ -89,7 +89,8 @@ def parse_training_speed(log_text: str) -> TrainingSpeed | None:
         return None
     return TrainingSpeed(
         iterations=sum(int(m.group(1)) for m in speeds),
-        iteration_seconds=sum(_seconds(m, 2) for m in speeds),
+        # iterations x "s / it": the duration is logged in whole seconds, the rate to 0.1 ms
+        iteration_seconds=sum(int(m.group(1)) * float(m.group(6)) for m in speeds),
         total_seconds=sum(_seconds(m, 1) for m in totals),
         sessions=len(speeds),
         unfinished_sessions=unfinished,
