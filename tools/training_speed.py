@@ -15,6 +15,7 @@ from typing import Sequence
 
 from swin_scratch.benchmark.machine import describe_machine
 from swin_scratch.benchmark.training_speed import TrainingLogError, read_training_speed, training_speed_report
+from swin_scratch.memory import reuse_freed_memory
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingLogError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    reuse_freed_memory()  # the allocator policy train_net runs under (SWIN_SCRATCH_MALLOC alike), named in the line
     print(training_speed_report(speed, describe_machine(args.threads)))
     return 0
 
