@@ -11,8 +11,9 @@ the per-class one, with the same IoU threshold, keeps only the highest-scoring b
 """
 from __future__ import annotations
 
+import torch
 from detectron2.config import CfgNode, configurable
-from detectron2.layers import nms
+from detectron2.layers import ShapeSpec, nms
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.structures import Instances
 
@@ -35,12 +36,13 @@ class ClassAgnosticNMSROIHeads(StandardROIHeads):
         self.class_agnostic_nms = class_agnostic_nms
 
     @classmethod
-    def from_config(cls, cfg: CfgNode, input_shape) -> dict:
+    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
         config = super().from_config(cfg, input_shape)
         config["class_agnostic_nms"] = cfg.MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS
         return config
 
-    def _forward_box(self, features, proposals):
+    def _forward_box(self, features: dict[str, torch.Tensor],
+                     proposals: list[Instances]) -> dict[str, torch.Tensor] | list[Instances]:
         result = super()._forward_box(features, proposals)
         if self.training or not self.class_agnostic_nms:
             return result  # training: the losses dict
