@@ -5,6 +5,9 @@ from pathlib import Path
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
+from detectron2.modeling import ROI_HEADS_REGISTRY
+
+from swin_scratch.detection.roi_heads import ClassAgnosticNMSROIHeads
 
 # The shipped configs: package data (swin_scratch/configs/, installed with the wheel); a clone's
 # top-level configs/ is a link to this folder.
@@ -43,6 +46,11 @@ def add_swin_config(cfg: CN) -> None:
     cfg.SOLVER.AMP.PRECISION = "bf16"
     # Inference precision of --eval-only: "fp32", "bf16" (CPU or GPU) or "fp16" (GPU)
     cfg.TEST.PRECISION = "fp32"
+
+    # Test time: after the per-class NMS, an NMS across classes (same NMS_THRESH_TEST IoU) keeps one box
+    # per object, the highest-scoring one. Needs ROI_HEADS.NAME "ClassAgnosticNMSROIHeads". Off: detectron2's
+    # behaviour (COCO AP counts a second, lower-scored class guess on an object as a chance, not a duplicate).
+    cfg.MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS = False
 
     # Optimizer (official Swin detection recipe: AdamW, lr 1e-4, wd 0.05, betas 0.9/0.999)
     cfg.SOLVER.OPTIMIZER = "AdamW"  # "AdamW" or "SGD" (detectron2's default optimizer)
@@ -134,4 +142,19 @@ def get_swin_cfg(config: str | None = None, overrides: list[str] | None = None) 
         ) from None
     except Exception as err:  # YAML syntax errors and the like
         raise ConfigError(f"{source}: cannot read config: {type(err).__name__}: {err}") from None
+    check_class_agnostic_nms(cfg, source)
     return cfg
+
+
+def check_class_agnostic_nms(cfg: CN, source: str) -> None:
+    """Refuse ``MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS`` with ROI heads that cannot apply it (the key would
+    otherwise change nothing without a word)."""
+    if not cfg.MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS:
+        return
+    name = cfg.MODEL.ROI_HEADS.NAME
+    heads = ROI_HEADS_REGISTRY.get(name) if name in ROI_HEADS_REGISTRY else None
+    if not (isinstance(heads, type) and issubclass(heads, ClassAgnosticNMSROIHeads)):
+        raise ConfigError(
+            f"{source}: MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS True needs MODEL.ROI_HEADS.NAME "
+            f"'{ClassAgnosticNMSROIHeads.__name__}' (or a subclass of it), got {name!r}"
+        )
