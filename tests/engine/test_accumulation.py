@@ -155,10 +155,12 @@ def test_a_batch_that_does_not_split_into_processes_and_steps_is_one_error_line(
 # only in the order of fp32 sums.
 SAMPLE_EVERYTHING = ("MODEL.RPN.BATCH_SIZE_PER_IMAGE", "100000", "MODEL.RPN.POSITIVE_FRACTION", "1.0",
                      "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "100000", "MODEL.ROI_HEADS.POSITIVE_FRACTION", "1.0")
-# fp32 reduction order: the same sums in another order, 6 AdamW steps of lr 1e-3. Measured: 3.6e-5 at most, in the
-# mask head's mask_fcn2 weight (AdamW divides a gradient's tiny reduction-order difference by its tiny second
-# moment), below 6e-6 everywhere else; 1 process x 2 images without accumulation ends 1.1e-2 away, 100x the atol.
-REDUCTION_ORDER_TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
+# SGD with momentum, so the final weights show the gradients' difference itself: AdamW divides a near-zero
+# gradient's rounding by its near-zero second moment (measured with AdamW: up to 4.7e-4 in a mask-head weight).
+# fp32 reduction order, the same sums in another order, 6 steps: measured 1.5e-8 at most; 1 process x 2 images
+# without accumulation ends 6.0e-3 away.
+SGD = ("SOLVER.OPTIMIZER", "SGD", "SOLVER.BASE_LR", "0.01", "SOLVER.MOMENTUM", "0.9")
+REDUCTION_ORDER_TOLERANCE = {"rtol": 1e-5, "atol": 1e-6}
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +178,11 @@ def _train(output: Path, shapes: Path, *options: str, args: tuple[str, ...] = ()
 
 @pytest.mark.slow
 def test_one_process_accumulating_2_micro_batches_ends_like_2_processes(tmp_path, shapes):
-    options = ("SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "4", *SAMPLE_EVERYTHING)
+    options = ("SOLVER.MAX_ITER", "6", "SOLVER.IMS_PER_BATCH", "4", *SAMPLE_EVERYTHING, *SGD)
     log = _train(tmp_path / "accumulated", shapes, *options, "SOLVER.ACCUMULATE_STEPS", "2")
     _train(tmp_path / "two_processes", shapes, *options, args=("--num-gpus", "2"))
     assert ("effective batch 4 images per iteration = 2 per micro-batch x 1 process(es) x 2 accumulation step(s); "
-            "base LR 0.001") in log
+            "base LR 0.01") in log
     accumulated, two_processes = final_weights(tmp_path / "accumulated"), final_weights(tmp_path / "two_processes")
     assert accumulated.keys() == two_processes.keys()
     for key, expected in two_processes.items():
