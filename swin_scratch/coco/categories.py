@@ -1,8 +1,10 @@
-"""The categories of a COCO instances file, and the dataset name derived from its path."""
+"""The categories and mask encoding of a COCO instances file, and the dataset name derived from its path."""
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from swin_scratch.coco.errors import DatasetFormatError, DatasetNotFoundError
 from swin_scratch.coco.inputs import EvaluationInputError, read_json
@@ -18,14 +20,37 @@ def dataset_name_for(json_file: str | os.PathLike) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", f"{folder}_{stem}").strip("_") or "coco_json"
 
 
-def read_categories(json_file: str, key: str) -> Categories:
-    """The (id, name) categories of a COCO file, sorted by id; one clear error naming ``key`` and the file."""
+@dataclass(frozen=True)
+class InstancesFile:
+    """What a training run needs to know of a COCO instances file before reading any image."""
+
+    categories: Categories
+    rle_annotation_id: Any = None  # the id of the first annotation whose mask is RLE, if any
+
+
+def read_instances_file(json_file: str, key: str) -> InstancesFile:
+    """The categories and the mask encoding of a COCO file; one clear error naming ``key`` and the file."""
     if not os.path.isfile(json_file):
         raise DatasetNotFoundError(f"{key}: annotation file {json_file} does not exist; check the path")
     try:
         data = read_json(json_file, "annotation")
     except EvaluationInputError as err:
         raise DatasetFormatError(f"{key}: {err}") from None
+    return InstancesFile(_categories(data, json_file, key), _first_rle_annotation_id(data))
+
+
+def _first_rle_annotation_id(data: Any) -> Any:
+    """COCO stores a mask as polygons (a list) or as RLE (a dict: ``{"size", "counts"}``, e.g. for masks
+    with holes); detectron2 reads RLE only with ``INPUT.MASK_FORMAT bitmask``."""
+    annotations = data.get("annotations") if isinstance(data, dict) else None
+    for annotation in annotations if isinstance(annotations, list) else []:
+        if isinstance(annotation, dict) and isinstance(annotation.get("segmentation"), dict):
+            return annotation.get("id")
+    return None
+
+
+def _categories(data: Any, json_file: str, key: str) -> Categories:
+    """The (id, name) categories of a COCO file's contents, sorted by id."""
     categories = data.get("categories") if isinstance(data, dict) else None
     if not isinstance(categories, list) or not categories:
         raise DatasetFormatError(

@@ -23,7 +23,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 
-from swin_scratch.coco.categories import Categories, dataset_name_for, read_categories
+from swin_scratch.coco.categories import Categories, dataset_name_for, read_instances_file
 from swin_scratch.coco.errors import DatasetFormatError
 from swin_scratch.data.paths import default_shapes_root
 from swin_scratch.data.shapes import CLASS_COLORS, CLASS_NAMES, SPLITS, annotation_path, image_dir
@@ -84,6 +84,7 @@ class CocoJsonDataset:
     json_file: str
     image_root: str
     categories: Categories
+    rle_annotation_id: Any = None  # an annotation whose mask is RLE (None: polygons only)
 
     @property
     def class_names(self) -> list[str]:
@@ -108,7 +109,8 @@ def register_coco_json(json_file: str, image_root: str = "", key: str = "DATASET
     """
     json_file = os.path.abspath(json_file)
     image_root = os.path.abspath(image_root or os.path.dirname(json_file))
-    categories = read_categories(json_file, key)
+    contents = read_instances_file(json_file, key)
+    categories = contents.categories
     name = _name_for_files(dataset_name_for(json_file), json_file, image_root)
     # same files: registered afresh all the same, the categories may have been edited
     register_coco_dataset(
@@ -117,7 +119,7 @@ def register_coco_json(json_file: str, image_root: str = "", key: str = "DATASET
         thing_dataset_id_to_contiguous_id={category_id: index for index, (category_id, _) in enumerate(categories)},
         config_key=key,
     )
-    return CocoJsonDataset(name, json_file, image_root, categories)
+    return CocoJsonDataset(name, json_file, image_root, categories, contents.rle_annotation_id)
 
 
 def set_num_classes(cfg: CfgNode, class_names: Sequence[str], source: str) -> None:
@@ -130,6 +132,16 @@ def set_num_classes(cfg: CfgNode, class_names: Sequence[str], source: str) -> No
         shown = ", ".join(class_names[:NOTICE_MAX_NAMES]) + (", ..." if len(class_names) > NOTICE_MAX_NAMES else "")
         print(f"notice: MODEL.{head}.NUM_CLASSES {previous} -> {len(class_names)}, the classes of {source}: {shown}",
               file=sys.stderr)
+
+
+def use_bitmasks_for_rle(cfg: CfgNode, dataset: CocoJsonDataset) -> None:
+    """RLE masks load only as bitmasks: switch ``INPUT.MASK_FORMAT`` with one ``notice:`` line rather
+    than let every image with such a mask fail in the loader (detectron2's polygon default)."""
+    if dataset.rle_annotation_id is None or not cfg.MODEL.MASK_ON or cfg.INPUT.MASK_FORMAT != "polygon":
+        return
+    cfg.INPUT.MASK_FORMAT = "bitmask"
+    print(f"notice: INPUT.MASK_FORMAT polygon -> bitmask: {dataset.json_file} has RLE masks (annotation id "
+          f"{dataset.rle_annotation_id}), which polygons cannot carry", file=sys.stderr)
 
 
 def _register_split(cfg: CfgNode, split: str) -> CocoJsonDataset | None:
@@ -160,6 +172,7 @@ def use_coco_json_datasets(cfg: CfgNode) -> None:
     if train and test:
         _check_same_categories(train, test)
     if train:
+        use_bitmasks_for_rle(cfg, train)
         cfg.DATASETS.TRAIN = (train.name,)
         if not test and len(cfg.DATASETS.TEST):
             print(f"notice: no DATASETS.TEST_JSON (--test-json): training on {train.json_file} without evaluation "

@@ -5,8 +5,10 @@ import json
 import shutil
 
 import pytest
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
+from detectron2.structures import BitMasks
 
+from helpers.other_shapes import write_other_shapes
 from helpers.own_data import CATEGORIES, CLASS_NAMES, TRAIN_IMAGE_IDS, write_own_dataset
 from swin_scratch.coco.categories import dataset_name_for
 from swin_scratch.detection.config import ConfigError, get_swin_cfg
@@ -127,3 +129,27 @@ def test_images_folder_without_json_is_a_config_error(tmp_path):
     cfg = get_swin_cfg("swin_coco.yaml", ["DATASETS.TEST_IMAGES", str(tmp_path)])
     with pytest.raises(ConfigError, match="DATASETS.TEST_JSON is not"):
         use_coco_json_datasets(cfg)
+
+
+def test_rle_masks_switch_the_mask_format_to_bitmask_with_one_notice_and_load(tmp_path, unregister_new_datasets,
+                                                                             capsys):
+    write_other_shapes(tmp_path, "train", 6, seed=0)  # rings have holes: RLE masks
+    cfg = get_swin_cfg("swin_shapes.yaml", ["DATASETS.TRAIN_JSON", str(tmp_path / "train.json")])
+    assert cfg.INPUT.MASK_FORMAT == "polygon"
+    use_coco_json_datasets(cfg)
+    notices = [line for line in capsys.readouterr().err.splitlines() if "MASK_FORMAT" in line]
+    assert len(notices) == 1 and notices[0].startswith("notice: INPUT.MASK_FORMAT polygon -> bitmask: ")
+    assert str(tmp_path / "train.json") in notices[0] and cfg.INPUT.MASK_FORMAT == "bitmask"
+    use_coco_json_datasets(cfg)  # each worker process: nothing printed again
+    assert "MASK_FORMAT" not in capsys.readouterr().err
+    mapper = DatasetMapper(cfg, is_train=True)
+    records = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
+    rle = [record for record in records if any(isinstance(a["segmentation"], dict) for a in record["annotations"])]
+    assert rle and isinstance(mapper(rle[0])["instances"].gt_masks, BitMasks)
+
+
+def test_polygon_masks_keep_the_configured_mask_format(fruit, capsys):
+    train, _ = fruit
+    cfg = get_swin_cfg("swin_shapes.yaml", ["DATASETS.TRAIN_JSON", str(train)])
+    use_coco_json_datasets(cfg)
+    assert cfg.INPUT.MASK_FORMAT == "polygon" and "MASK_FORMAT" not in capsys.readouterr().err
