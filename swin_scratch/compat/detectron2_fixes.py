@@ -182,6 +182,18 @@ FIXES: tuple[SourceFix, ...] = (
         ),
     ),
     SourceFix(
+        "detectron2/modeling/roi_heads/cascade_rcnn.py",
+        "CascadeROIHeads scaled the box features' gradient (an autograd Function) in inference too, which "
+        "torch.jit.trace cannot record: a cascade detector did not export; the scaling is for training only",
+        _replace(
+            "        # but scale down the gradients on features.\n"
+            "        box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)\n",
+            "        # but scale down the gradients on features.\n"
+            "        if self.training:  # swin_scratch: as upstream; inference has no gradient to scale\n"
+            "            box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)\n",
+        ),
+    ),
+    SourceFix(
         "detectron2/projects/panoptic_deeplab/dataset_mapper.py",
         "imports panopticapi (installed from GitHub, not PyPI) at module level, so "
         "detectron2.projects.panoptic_deeplab did not import; the import moves into the mapper, its only user",

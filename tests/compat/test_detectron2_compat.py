@@ -6,6 +6,7 @@ The behaviour tests run against the installed detectron2, so they hold in every 
 from __future__ import annotations
 
 import importlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ def _write_pristine_tree(root: Path) -> None:
         "detectron2/engine/hooks.py": "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
         "detectron2/projects/panoptic_deeplab/dataset_mapper.py": "import torch\nfrom panopticapi.utils import rgb2id\n"
         "        targets = self.panoptic_target_generator(rgb2id(pan_seg_gt), segments)\n",
+        "detectron2/modeling/roi_heads/cascade_rcnn.py": "        # but scale down the gradients on features.\n"
+        "        box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)\n",
         "detectron2/model_zoo/model_zoo.py": "import os\nimport pkg_resources\n\ndef get_config_file(config_path):\n"
         '    cfg_file = pkg_resources.resource_filename(\n'
         '        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )\n',
@@ -211,6 +214,46 @@ def test_torch_native_scheduler_state_survives_a_checkpoint_round_trip(tmp_path)
     Checkpointer(resumed_model, str(tmp_path), trainer=resumed).resume_or_load(str(tmp_path / "after_12.pth"))
     assert resumed_scheduler.last_epoch == 12
     assert resumed_scheduler.get_last_lr() == pytest.approx(scheduler.get_last_lr())
+
+
+def test_cascade_heads_trace_in_inference_and_scale_gradients_in_training():
+    """CascadeROIHeads: no autograd Function in inference (torch.jit.trace records the heads), and in
+    training the box features' gradient is still divided by the number of stages."""
+    from detectron2.config import get_cfg
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
+    from detectron2.structures import Boxes, Instances
+
+    cfg = get_cfg()
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p2"]
+    box_head = cfg.MODEL.ROI_BOX_HEAD
+    box_head.NAME, box_head.NUM_FC, box_head.FC_DIM = "FastRCNNConvFCHead", 1, 8
+    box_head.CLS_AGNOSTIC_BBOX_REG = True
+    torch.manual_seed(0)
+    heads = CascadeROIHeads(cfg, {"p2": ShapeSpec(channels=4, stride=4)})
+    proposals = Instances((32, 32), proposal_boxes=Boxes(torch.tensor([[2.0, 3.0, 20.0, 25.0]])))
+    features = torch.randn(1, 4, 8, 8, requires_grad=True)
+
+    class FirstStage(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.heads = heads
+
+        def forward(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.heads._run_stage([feature], [proposals], 0)
+
+    heads.eval()
+    traced = torch.jit.trace(FirstStage(), (features,), check_trace=False)
+    torch.jit.save(traced, io.BytesIO())  # a Python autograd Function in the graph cannot be saved
+    assert torch.allclose(traced(features)[0], heads._run_stage([features], [proposals], 0)[0])
+
+    heads.train()
+    scores, _ = heads._run_stage([features], [proposals], 0)
+    (full,) = torch.autograd.grad(scores.sum(), features)
+    heads.num_cascade_stages = 1  # the same heads, no scaling: the gradient is num_stages times larger
+    scores, _ = heads._run_stage([features], [proposals], 0)
+    (unscaled,) = torch.autograd.grad(scores.sum(), features)
+    assert torch.allclose(unscaled, 3 * full)
 
 
 def test_crop_transform_changes_only_the_starting_vertex_of_a_cropped_polygon():
