@@ -1,6 +1,6 @@
 """detectron2 glue. Importing this package registers the Swin backbones in ``BACKBONE_REGISTRY``
 (``build_swin_backbone``, ``build_swin_fpn_backbone``, ``build_retinanet_swin_fpn_backbone``) and
-``ClassAgnosticNMSROIHeads`` in ``ROI_HEADS_REGISTRY``."""
+``ClassAgnosticNMSROIHeads`` / ``ClassAgnosticNMSCascadeROIHeads`` in ``ROI_HEADS_REGISTRY``."""
 from .backbone import (
     SwinBackbone,
     build_retinanet_swin_fpn_backbone,
@@ -9,9 +9,10 @@ from .backbone import (
 )
 from .config import add_swin_config, get_swin_cfg, resolve_config_path
 from .optimizer import build_swin_optimizer, swin_param_groups
-from .roi_heads import ClassAgnosticNMSROIHeads, class_agnostic_nms
+from .roi_heads import ClassAgnosticNMSCascadeROIHeads, ClassAgnosticNMSROIHeads, class_agnostic_nms
 
 __all__ = [
+    "ClassAgnosticNMSCascadeROIHeads",
     "ClassAgnosticNMSROIHeads",
     "SwinBackbone",
     "add_swin_config",

@@ -7,7 +7,11 @@ from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
 from detectron2.modeling import ROI_HEADS_REGISTRY
 
-from swin_scratch.detection.roi_heads import ClassAgnosticNMSROIHeads
+from swin_scratch.detection.roi_heads import (
+    ClassAgnosticNMSCascadeROIHeads,
+    ClassAgnosticNMSMixin,
+    ClassAgnosticNMSROIHeads,
+)
 
 # The shipped configs: package data (swin_scratch/configs/, installed with the wheel); a clone's
 # top-level configs/ is a link to this folder.
@@ -48,7 +52,8 @@ def add_swin_config(cfg: CN) -> None:
     cfg.TEST.PRECISION = "fp32"
 
     # Test time: after the per-class NMS, an NMS across classes (same NMS_THRESH_TEST IoU) keeps one box
-    # per object, the highest-scoring one. Needs ROI_HEADS.NAME "ClassAgnosticNMSROIHeads". Off: detectron2's
+    # per object, the highest-scoring one. Needs ROI_HEADS.NAME "ClassAgnosticNMSROIHeads" (or its cascade
+    # variant "ClassAgnosticNMSCascadeROIHeads"). Off: detectron2's
     # behaviour (COCO AP counts a second, lower-scored class guess on an object as a chance, not a duplicate).
     cfg.MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS = False
 
@@ -153,8 +158,9 @@ def check_class_agnostic_nms(cfg: CN, source: str) -> None:
         return
     name = cfg.MODEL.ROI_HEADS.NAME
     heads = ROI_HEADS_REGISTRY.get(name) if name in ROI_HEADS_REGISTRY else None
-    if not (isinstance(heads, type) and issubclass(heads, ClassAgnosticNMSROIHeads)):
+    if not (isinstance(heads, type) and issubclass(heads, ClassAgnosticNMSMixin)):
         raise ConfigError(
             f"{source}: MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS True needs MODEL.ROI_HEADS.NAME "
-            f"'{ClassAgnosticNMSROIHeads.__name__}' (or a subclass of it), got {name!r}"
+            f"'{ClassAgnosticNMSROIHeads.__name__}' or '{ClassAgnosticNMSCascadeROIHeads.__name__}' "
+            f"(or a subclass of either), got {name!r}"
         )

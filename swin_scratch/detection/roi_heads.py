@@ -8,7 +8,8 @@ It is for pictures more than for COCO AP, which counts the second, lower-scored 
 chance to be right (on the shapes demo it costs about 5 bbox AP; docs/detection.md).
 
 ``MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS`` turns it on; it needs ``MODEL.ROI_HEADS.NAME`` to be
-:class:`ClassAgnosticNMSROIHeads` (a ``StandardROIHeads`` otherwise identical, same weights);
+:class:`ClassAgnosticNMSROIHeads` or :class:`ClassAgnosticNMSCascadeROIHeads` (detectron2's
+``StandardROIHeads`` / ``CascadeROIHeads`` otherwise identical, same weights);
 ``swin_scratch.detection.config`` refuses the key with other ROI heads, so it never silently does nothing.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec, nms
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.roi_heads.cascade_rcnn import CascadeROIHeads
 from detectron2.structures import Instances
 
 
@@ -27,10 +29,9 @@ def class_agnostic_nms(instances: Instances, iou_threshold: float) -> Instances:
     return instances[keep]
 
 
-@ROI_HEADS_REGISTRY.register()
-class ClassAgnosticNMSROIHeads(StandardROIHeads):
-    """``StandardROIHeads`` whose test-time boxes, with ``class_agnostic_nms``, also pass an NMS across
-    classes (before the mask head, so masks are predicted only for the boxes kept)."""
+class ClassAgnosticNMSMixin:
+    """Adds ``class_agnostic_nms`` to a detectron2 ROI heads class: its test-time boxes also pass an NMS
+    across classes, before the mask head (so masks are predicted only for the boxes kept)."""
 
     @configurable
     def __init__(self, *, class_agnostic_nms: bool = False, **kwargs) -> None:
@@ -43,11 +44,22 @@ class ClassAgnosticNMSROIHeads(StandardROIHeads):
         config["class_agnostic_nms"] = cfg.MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS
         return config
 
-    def _forward_box(self, features: dict[str, torch.Tensor],
-                     proposals: list[Instances]) -> dict[str, torch.Tensor] | list[Instances]:
-        result = super()._forward_box(features, proposals)
+    def _forward_box(self, features: dict[str, torch.Tensor], proposals: list[Instances],
+                     *targets: list[Instances]) -> dict[str, torch.Tensor] | list[Instances]:
+        result = super()._forward_box(features, proposals, *targets)  # cascade heads also take targets
         if self.training or not self.class_agnostic_nms:
             return result  # training: the losses dict
-        iou_threshold = self.box_predictor.test_nms_thresh
-        return [class_agnostic_nms(instances, iou_threshold) for instances in result]
+        # the per-class NMS threshold; a cascade's boxes come from its last stage's predictor
+        predictors = self.box_predictor
+        predictor = predictors[-1] if isinstance(predictors, torch.nn.ModuleList) else predictors
+        return [class_agnostic_nms(instances, predictor.test_nms_thresh) for instances in result]
 
+
+@ROI_HEADS_REGISTRY.register()
+class ClassAgnosticNMSROIHeads(ClassAgnosticNMSMixin, StandardROIHeads):
+    """``StandardROIHeads`` (same weights) that can run an NMS across classes at test time."""
+
+
+@ROI_HEADS_REGISTRY.register()
+class ClassAgnosticNMSCascadeROIHeads(ClassAgnosticNMSMixin, CascadeROIHeads):
+    """``CascadeROIHeads`` (same weights) that can run an NMS across classes at test time."""
