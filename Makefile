@@ -18,7 +18,9 @@ UPSTREAM_STAMP := $(UPSTREAM_VENV)/.swin_scratch-installed
 DETECTRON2_WHEEL ?= ../shared/wheels/detectron2-0.6-cp311-cp311-linux_x86_64.whl
 DETECTRON2_WHEEL_SHA256 ?= dc82709c470aa944aecb010a2c9fda921056625a28fac3fb94f8398b7dd4642f
 
-DEMO_OUT := output/swin_shapes
+# make demo DEMO_CONFIG=swin_v2_shapes.yaml: the same demo with a Swin V2 backbone
+DEMO_CONFIG ?= swin_shapes.yaml
+DEMO_OUT ?= output/$(basename $(DEMO_CONFIG))
 
 .PHONY: setup setup-upstream test test-upstream test-fast lint demo clean-venv
 
@@ -76,9 +78,9 @@ test-fast: $(STAMP)
 # long training took on what machine (read from the run's log.txt).
 demo: $(STAMP)
 	$(PY) tools/make_shapes_dataset.py
-	$(PY) tools/train_net.py --config swin_shapes.yaml --resume OUTPUT_DIR $(DEMO_OUT)
+	$(PY) tools/train_net.py --config $(DEMO_CONFIG) --resume OUTPUT_DIR $(DEMO_OUT)
 	$(PY) tools/plot_metrics.py $(DEMO_OUT)
-	$(PY) tools/demo.py --config swin_shapes.yaml --weights $(DEMO_OUT)/model_final.pth \
+	$(PY) tools/demo.py --config $(DEMO_CONFIG) --weights $(DEMO_OUT)/model_final.pth \
 		--dataset shapes_val --limit 8 --output $(DEMO_OUT)/predictions \
 		--opts MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS True
 	@echo "== demo outputs =="

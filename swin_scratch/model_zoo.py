@@ -100,8 +100,11 @@ _ENTRIES = (
              notes="no official result"),
     ZooEntry("retinanet_swin_t_fpn_3x.yaml", "detection", "RetinaNet", "Swin-T", "ImageNet-1K", "3x",
              notes="no official result"),
-    ZooEntry("swin_shapes.yaml", "instance segmentation", "Mask R-CNN", "Swin (embed 32, depths 1-1-2-1)", "none",
-             "2000 iters", notes="the CPU demo on the built-in shapes data"),
+    ZooEntry("swin_shapes.yaml", "instance segmentation", "Cascade Mask R-CNN", "Swin (embed 32, depths 1-1-2-1)",
+             "none", "2000 iters", notes="the CPU demo on the built-in shapes data"),
+    ZooEntry("swin_v2_shapes.yaml", "instance segmentation", "Cascade Mask R-CNN",
+             "Swin V2 (embed 32, depths 1-1-2-1)", "none", "2000 iters",
+             notes="the CPU demo with a Swin V2 backbone (make demo DEMO_CONFIG=swin_v2_shapes.yaml)"),
 )
 ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in _ENTRIES}
 

@@ -99,3 +99,13 @@ def test_a_v2_mask_rcnn_trains_two_iterations_on_the_cpu_then_its_backbone_expor
                         "--output", str(tmp_path / "export"), "--size", "160", "160", "--check-size", "192", "224",
                         *overrides]) == 0
     assert (tmp_path / "export" / "swin_backbone.onnx").is_file()
+
+
+def test_the_v2_demo_config_is_the_demo_with_a_v2_backbone():
+    demo, v2_demo = get_swin_cfg("swin_shapes.yaml"), get_swin_cfg("swin_v2_shapes.yaml")
+    assert (demo.MODEL.SWIN.VERSION, v2_demo.MODEL.SWIN.VERSION) == (1, 2)
+    v2_demo.defrost()
+    v2_demo.MODEL.SWIN.VERSION, v2_demo.OUTPUT_DIR = demo.MODEL.SWIN.VERSION, demo.OUTPUT_DIR
+    assert v2_demo == demo  # heads, data, schedule: all the same
+    backbone = build_backbone(get_swin_cfg("swin_v2_shapes.yaml"), ShapeSpec(channels=3))
+    assert isinstance(swin_module(backbone), SwinTransformerV2)
