@@ -90,6 +90,7 @@ class SwinCheckpointer(DetectionCheckpointer):
             except CheckpointError as err:
                 problems.append(f"{os.path.basename(candidate)}: {_first_clause(err)}")
                 continue
+            self._check_written_for_this_model(candidate, self._read_ahead[1])
             if problems:
                 _warn(f"the latest checkpoint is not usable ({'; '.join(problems)}); resuming from {candidate} instead")
             self.resumed_from = candidate
@@ -97,6 +98,26 @@ class SwinCheckpointer(DetectionCheckpointer):
         _warn(f"no usable checkpoint in {self.save_dir} ({'; '.join(problems)}); starting a fresh run from "
               f"MODEL.WEIGHTS ({path or 'random initialization'}) at iteration 0")
         return self.load(path, checkpointables=[])
+
+    def _check_written_for_this_model(self, candidate: str, loaded: dict[str, Any]) -> None:
+        """A resume continues the run that wrote the folder: a checkpoint of another model (the config
+        changed since, e.g. other ROI heads) would leave part of the model untrained and fail later in
+        the optimizer's state, so it is one error instead."""
+        if "__foreign_swin__" in loaded:
+            return  # not this checkpointer's file: translated into the backbone, never a resume of this model
+        saved = set(loaded.get("model", {}))
+        expected = set(self.model.state_dict())
+        missing, unexpected = sorted(expected - saved), sorted(saved - expected)
+        if not (missing or unexpected):
+            return
+        differences = [f"{len(keys)} {what}, e.g. {keys[0]}" for keys, what in
+                       ((missing, "of this model's weights missing"), (unexpected, "weights this model does not have"))
+                       if keys]
+        raise CheckpointError(
+            f"cannot resume from {candidate}: it was written by another model ({'; '.join(differences)}), so the "
+            f"config changed since that run. Resume with the config that wrote {self.save_dir} (its config.yaml), "
+            "or start this config afresh in another OUTPUT_DIR (or after deleting that folder)"
+        )
 
     def _resume_candidates(self, named: str) -> list[str]:
         """``named`` first, then the folder's other ``model_*.pth`` files, newest (highest iteration) first."""

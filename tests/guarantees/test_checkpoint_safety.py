@@ -152,6 +152,19 @@ def test_resume_of_an_intact_checkpoint_is_silent(tmp_path, capsys):
     assert torch.all(restored.model.weight == 3.0) and err == ""
 
 
+def test_resume_of_a_folder_written_by_another_model_is_one_error_and_loads_nothing(tmp_path):
+    _three_checkpoints(tmp_path)  # nn.Linear(3, 2): weight, bias
+    other = nn.Sequential(nn.Linear(3, 2))  # the config changed since: other names (0.weight, 0.bias)
+    checkpointer = SwinCheckpointer(other, save_dir=str(tmp_path))
+    with pytest.raises(CheckpointError) as raised:
+        checkpointer.resume_or_load("", resume=True)
+    message = str(raised.value)
+    assert message.startswith(f"cannot resume from {tmp_path / 'model_0000003.pth'}: it was written by another model")
+    assert "2 of this model's weights missing, e.g. 0.bias" in message and "e.g. bias" in message
+    assert "another OUTPUT_DIR" in message and checkpointer.resumed_from is None
+    assert not torch.any(other[0].weight == 3.0)  # nothing half-loaded
+
+
 FULL_DISK_SAVE = textwrap.dedent(
     """
     import resource, sys
