@@ -193,7 +193,9 @@ def test_an_official_mmdet_coco_checkpoint_url_evaluates_with_every_head_loaded(
     from swin_scratch.detection.checkpointer import SwinCheckpointer
     from swin_scratch.detection.config import get_swin_cfg
 
-    overrides = [*TINY_TRAINING_OVERRIDES, "MODEL.WEIGHTS", ""]
+    # the official detection repo's Mask R-CNN: one box stage (the demo config's own heads are a cascade)
+    mask_rcnn = ["MODEL.ROI_HEADS.NAME", "StandardROIHeads", "MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG", "False"]
+    overrides = [*TINY_TRAINING_OVERRIDES, *mask_rcnn, "MODEL.WEIGHTS", ""]
     torch.manual_seed(1)
     source = build_model(get_swin_cfg("swin_shapes.yaml", overrides))
     checkpoint = mmdet_coco_checkpoint(source)
@@ -211,7 +213,7 @@ def test_an_official_mmdet_coco_checkpoint_url_evaluates_with_every_head_loaded(
 
         result = subprocess.run(
             [sys.executable, str(REPO / "tools/train_net.py"), "--config", "swin_shapes.yaml", "--eval-only",
-             *TINY_TRAINING_OVERRIDES, "MODEL.WEIGHTS", url, "DATASETS.SHAPES_ROOT", str(shapes),
+             *TINY_TRAINING_OVERRIDES, *mask_rcnn, "MODEL.WEIGHTS", url, "DATASETS.SHAPES_ROOT", str(shapes),
              "OUTPUT_DIR", str(tmp_path / "out")],
             capture_output=True, text=True, timeout=600,
         )
