@@ -25,6 +25,7 @@ from swin_scratch.benchmark.timing import (
     markdown_table,
 )
 from swin_scratch.detection.config import get_swin_cfg
+from swin_scratch.detection.poolers import use_fast_roi_align_grad
 from swin_scratch.memory import reuse_freed_memory
 
 
@@ -51,7 +52,10 @@ def config(name: str):
 
 
 def build(name: str):
-    return build_model(config(name))
+    """The detector as the project's trainers build it (both alike: RoIAlign with the fast CPU gradient)."""
+    model = build_model(config(name))
+    use_fast_roi_align_grad(model)
+    return model
 
 
 # backbone alone (no FPN): Swin-T; ResNet-50 with its default freezing (stem + res2) and all stages trainable

@@ -39,6 +39,7 @@ from swin_scratch.detection.config import ConfigError
 from swin_scratch.detection.dataset_checks import check_datasets_available
 from swin_scratch.detection.datasets import register_shapes_datasets
 from swin_scratch.detection.device import use_available_train_device
+from swin_scratch.detection.poolers import use_fast_roi_align_grad
 from swin_scratch.engine.interruptions import StopOnSignal, StopRequest
 from swin_scratch.engine.mixed_precision import step_trainer
 from swin_scratch.engine.trainer import ddp_device_ids, train_until_stopped
@@ -132,6 +133,7 @@ def run_lazy(args: argparse.Namespace, cfg: Any) -> dict[str, Any] | None:
                                                                              resume=args.resume)
         return evaluate(cfg, model)
 
+    use_fast_roi_align_grad(model)  # RoIAlign's CPU gradient from matrix products (detection/poolers.py)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
     loader = instantiate(cfg.dataloader.train)

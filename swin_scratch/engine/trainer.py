@@ -20,6 +20,7 @@ from swin_scratch.detection.augmentation import build_train_augmentation
 from swin_scratch.detection.checkpointer import SwinCheckpointer
 from swin_scratch.detection.dataset_checks import SafeDatasetMapper
 from swin_scratch.detection.optimizer import build_swin_optimizer
+from swin_scratch.detection.poolers import use_fast_roi_align_grad
 from swin_scratch.engine.accumulation import accumulate_steps, batch_split, build_training_step, scale_to_job
 from swin_scratch.engine.interruptions import (
     StopOnSignal,
@@ -126,6 +127,13 @@ class Trainer(DefaultTrainer):
             if isinstance(hook, EvalHook):
                 hook._func = evaluation_during_training(hook._func)
         return hooks + [StopOnSignal(self._stop_request, before_save=Trainer._gather_rank_rng_states)]
+
+    @classmethod
+    def build_model(cls, cfg):
+        """detectron2's model, its RoIAlign layers trained with the fast CPU gradient (detection/poolers.py)."""
+        model = super().build_model(cfg)
+        use_fast_roi_align_grad(model)
+        return model
 
     @classmethod
     def build_optimizer(cls, cfg, model):
