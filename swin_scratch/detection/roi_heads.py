@@ -5,7 +5,7 @@ classes (a square that also looks 79% like a circle) comes out twice, once per c
 objects of different classes never share a place, that is a duplicate: an NMS across classes after
 the per-class one, with the same IoU threshold, keeps only the highest-scoring box of such a group.
 It is for pictures more than for COCO AP, which counts the second, lower-scored class guess as a
-chance to be right (on the shapes demo it costs 1.5 bbox AP with cascade heads, 5 with one stage;
+chance to be right (on the shapes demo it costs 1.1 to 1.5 bbox AP with cascade heads, 5 with one stage;
 docs/detection.md).
 
 ``MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS`` turns it on; it needs ``MODEL.ROI_HEADS.NAME`` to be
