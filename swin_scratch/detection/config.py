@@ -5,8 +5,9 @@ from pathlib import Path
 
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg
-from detectron2.modeling import ROI_HEADS_REGISTRY
+from detectron2.modeling import META_ARCH_REGISTRY, ROI_HEADS_REGISTRY
 
+from swin_scratch.detection.meta_arch import MaskBoxRCNN
 from swin_scratch.detection.roi_heads import (
     ClassAgnosticNMSCascadeROIHeads,
     ClassAgnosticNMSMixin,
@@ -56,6 +57,9 @@ def add_swin_config(cfg: CN) -> None:
     # variant "ClassAgnosticNMSCascadeROIHeads"). Off: detectron2's
     # behaviour (COCO AP counts a second, lower-scored class guess on an object as a chance, not a duplicate).
     cfg.MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS = False
+    # Test time: each post-processed box becomes (1 - w) * box + w * the tight box of its pasted mask
+    # (masks unchanged). Needs META_ARCHITECTURE "MaskBoxRCNN" and MASK_ON. 0: detectron2's boxes.
+    cfg.MODEL.ROI_MASK_HEAD.MASK_BOX_WEIGHT = 0.0
 
     # Optimizer (official Swin detection recipe: AdamW, lr 1e-4, wd 0.05, betas 0.9/0.999)
     cfg.SOLVER.OPTIMIZER = "AdamW"  # "AdamW" or "SGD" (detectron2's default optimizer)
@@ -148,6 +152,7 @@ def get_swin_cfg(config: str | None = None, overrides: list[str] | None = None) 
     except Exception as err:  # YAML syntax errors and the like
         raise ConfigError(f"{source}: cannot read config: {type(err).__name__}: {err}") from None
     check_class_agnostic_nms(cfg, source)
+    check_mask_box_weight(cfg, source)
     return cfg
 
 
@@ -163,4 +168,26 @@ def check_class_agnostic_nms(cfg: CN, source: str) -> None:
             f"{source}: MODEL.ROI_HEADS.CLASS_AGNOSTIC_NMS True needs MODEL.ROI_HEADS.NAME "
             f"'{ClassAgnosticNMSROIHeads.__name__}' or '{ClassAgnosticNMSCascadeROIHeads.__name__}' "
             f"(or a subclass of either), got {name!r}"
+        )
+
+
+def check_mask_box_weight(cfg: CN, source: str) -> None:
+    """Refuse ``MODEL.ROI_MASK_HEAD.MASK_BOX_WEIGHT`` outside [0, 1], or non-zero where no meta-architecture
+    or mask head can apply it."""
+    weight = cfg.MODEL.ROI_MASK_HEAD.MASK_BOX_WEIGHT
+    if not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"{source}: MODEL.ROI_MASK_HEAD.MASK_BOX_WEIGHT must be in [0, 1], got {weight}")
+    if weight == 0.0:
+        return
+    name = cfg.MODEL.META_ARCHITECTURE
+    arch = META_ARCH_REGISTRY.get(name) if name in META_ARCH_REGISTRY else None
+    if not (isinstance(arch, type) and issubclass(arch, MaskBoxRCNN)):
+        raise ConfigError(
+            f"{source}: MODEL.ROI_MASK_HEAD.MASK_BOX_WEIGHT {weight} needs MODEL.META_ARCHITECTURE "
+            f"'{MaskBoxRCNN.__name__}' (or a subclass), got {name!r}; set the weight to 0 otherwise"
+        )
+    if not cfg.MODEL.MASK_ON:
+        raise ConfigError(
+            f"{source}: MODEL.ROI_MASK_HEAD.MASK_BOX_WEIGHT {weight} needs MODEL.MASK_ON True (the boxes "
+            "are blended with the predicted masks); set the weight to 0 otherwise"
         )
